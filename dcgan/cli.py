@@ -1,0 +1,39 @@
+"""Shared plumbing for the three click CLIs: one-line errors instead of tracebacks."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from .errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def user_errors(func: F) -> F:
+    """Turn `UserError` into click's one-line `Error: ...` and Ctrl-C into exit status 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except UserError as err:
+            raise click.ClickException(str(err)) from None
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except OSError as err:
+            if err.errno == 28:  # ENOSPC
+                raise click.ClickException(f"disk full while writing {err.filename or ''}".strip()) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def comma_list(value: str | None) -> list[str]:
+    """Split `a,b , c` into ['a', 'b', 'c']; None or '' gives []."""
+    return [v.strip() for v in (value or "").split(",") if v.strip()]

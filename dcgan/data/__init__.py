@@ -1,0 +1,1 @@
+"""Getting and preparing real images: the ISIC Archive client, transform and augment."""

@@ -1,0 +1,189 @@
+"""Find, decode, convert and save images: the one place for image I/O.
+
+Training, analysis and `transform` all load images through `load_image`, so a format that is fixed
+once (EXIF rotation, 16-bit TIFF, palette PNG, CMYK JPEG) is fixed everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import UserError
+from .files import TEMP_PREFIX, atomic_path
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+
+
+class ImageReadError(UserError):
+    """An image file that cannot be decoded (corrupt, truncated, empty, not an image, too large)."""
+
+
+def is_image_file(path: Path) -> bool:
+    """True for a regular file with an image extension (case-insensitive), ignoring temp files."""
+    return (
+        path.suffix.lower() in IMAGE_EXTENSIONS
+        and not path.name.startswith(TEMP_PREFIX)
+        and not path.name.startswith(".")
+        and path.is_file()
+    )
+
+
+def find_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+                recursive: bool = True) -> list[Path]:
+    """Return the image files named by `paths` (files, or folders searched for images), sorted.
+
+    Sorting makes every downstream result (batch order, plot order) independent of the file
+    system's listing order. A path that does not exist is a `UserError`.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found.extend(sorted(q for q in p.glob(pattern) if is_image_file(q)))
+        elif p.is_file():
+            found.append(p)
+        else:
+            raise UserError(f"{p}: no such file or folder")
+    return found
+
+
+def _to_mode(img: Image.Image, grayscale: bool) -> Image.Image:
+    """Convert any Pillow mode (L, LA, P, RGBA, CMYK, I;16, F, ...) to RGB, or L when grayscale.
+
+    Transparent pixels are composited on black, as a dermoscopy background would be.
+    16-bit and float images are scaled by their own range rather than clipped at 255.
+    """
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        img = Image.fromarray(((arr - lo) * scale).round().astype(np.uint8), mode="L")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        img = Image.alpha_composite(background, rgba)
+    target = "L" if grayscale else "RGB"
+    return img if img.mode == target else img.convert(target)
+
+
+def open_image(path: str | os.PathLike[str], draft_size: tuple[int, int] | None = None,
+               grayscale: bool = False) -> Image.Image:
+    """Decode `path` once, apply its EXIF orientation and convert it to RGB (or L).
+
+    `draft_size` lets the JPEG decoder skip work: a 6000x4000 original that will end up as
+    160x160 is decoded at 1/8 scale (DCT scaling), still at least `draft_size` in each dimension.
+    Raises `ImageReadError` naming the file for anything that is not a readable image.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+            if draft_size is not None and img.format == "JPEG":
+                # EXIF rotation by 90 degrees swaps the axes: ask for the larger side in both.
+                side = max(draft_size)
+                img.draft(img.mode if img.mode in ("RGB", "L") else "RGB", (side, side))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            return _to_mode(img, grayscale)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise ImageReadError(f"{path}: refused, larger than Pillow's decompression-bomb limit "
+                             f"({Image.MAX_IMAGE_PIXELS} pixels): {err}") from None
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: no such file") from None
+    except (OSError, ValueError, SyntaxError, Image.UnidentifiedImageError) as err:
+        if path.exists() and path.stat().st_size == 0:
+            raise ImageReadError(f"{path}: empty file (0 bytes)") from None
+        raise ImageReadError(f"{path}: not a readable image ({err})") from None
+
+
+SINGLE_CHANNEL_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def is_single_channel(path: str | os.PathLike[str]) -> bool:
+    """True when `path` stores one (gray) channel, read from its header without decoding.
+
+    Lets a step that rewrites images (augment) keep grayscale sources grayscale instead of
+    tripling them into RGB. Anything unreadable gives False; `open_image` then reports it.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.mode in SINGLE_CHANNEL_MODES
+    except Exception:  # any decoder error: the caller's open_image gives the message
+        return False
+
+
+def center_crop_box(width: int, height: int, aspect_x: int, aspect_y: int) -> tuple[int, int, int, int]:
+    """The largest box of aspect `aspect_x:aspect_y` centered in a `width`x`height` image."""
+    if width * aspect_y > height * aspect_x:  # too wide: keep full height
+        w, h = round(height * aspect_x / aspect_y), height
+    else:
+        w, h = width, round(width * aspect_y / aspect_x)
+    left, top = (width - w) // 2, (height - h) // 2
+    return left, top, left + w, top + h
+
+
+def crop_resize(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Center-crop `img` to the aspect of `width`x`height`, then resize with Lanczos.
+
+    The crop is a real crop: `resize(box=...)` would let the filter reach pixels outside the box,
+    tinting the edges with content that the crop removed.
+    """
+    box = center_crop_box(img.width, img.height, width, height)
+    if box != (0, 0, img.width, img.height):
+        img = img.crop(box)
+    if img.size == (width, height):
+        return img
+    return img.resize((width, height), Image.Resampling.LANCZOS)
+
+
+def load_image(path: str | os.PathLike[str], size: int | tuple[int, int] | None = None,
+               grayscale: bool = False) -> Image.Image:
+    """Open an image and, when `size` is given, center-crop and resize it to that size."""
+    if size is None:
+        return open_image(path, grayscale=grayscale)
+    w, h = (size, size) if isinstance(size, int) else size
+    return crop_resize(open_image(path, draft_size=(w, h), grayscale=grayscale), w, h)
+
+
+def load_array(path: str | os.PathLike[str], size: int | tuple[int, int] | None = None,
+               grayscale: bool = False) -> np.ndarray:
+    """`load_image` as a uint8 array of shape (H, W, C), C = 1 or 3."""
+    arr = np.asarray(load_image(path, size, grayscale))
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike[str], **save_kwargs) -> None:
+    """Save an image (PIL, or uint8 array HxW / HxWxC) atomically; the format follows the suffix."""
+    if isinstance(img, np.ndarray):
+        img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt == "JPEG":
+        save_kwargs.setdefault("quality", 95)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=fmt, **save_kwargs)
+
+
+def read_images(paths: Sequence[Path], size: int | tuple[int, int] | None = None,
+                grayscale: bool = False) -> tuple[list[np.ndarray], list[Path], list[str]]:
+    """Decode many images; return (arrays, the paths read, one message per skipped file)."""
+    arrays, kept, skipped = [], [], []
+    for p in paths:
+        try:
+            arrays.append(load_array(p, size, grayscale))
+            kept.append(p)
+        except ImageReadError as err:
+            skipped.append(str(err))
+    return arrays, kept, skipped

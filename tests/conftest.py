@@ -1,0 +1,36 @@
+"""Shared fixtures: tiny synthetic images so that tests run fast and never need ../shared."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+TRAINING_DATA = REPO / "training_data"
+
+
+def make_image(path: Path, size: tuple[int, int] = (40, 30), color: tuple[int, int, int] | None = None,
+               seed: int = 0, mode: str = "RGB") -> Path:
+    """Write a small image: flat `color`, or seeded noise; returns its path."""
+    w, h = size
+    if color is None:
+        arr = np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+    else:
+        arr = np.empty((h, w, 3), np.uint8)
+        arr[:] = color
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).convert(mode).save(path)
+    return path
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    """Six 40x30 noise images (jpg and png) in a folder."""
+    folder = tmp_path / "images"
+    for i in range(3):
+        make_image(folder / f"img{i}.png", seed=i)
+        make_image(folder / f"pic{i}.jpg", seed=10 + i)
+    return folder
