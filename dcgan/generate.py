@@ -1,0 +1,158 @@
+"""Seeds -> latents -> images: reproducible generation from a checkpoint.
+
+Image k of `generate --seed S` comes from the latent drawn by a generator seeded with S + k alone,
+so it is the same image whatever NIMAGES or --batch-size, and the sample grids written during
+training show exactly the images `generate --seed 0` would give.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from .errors import UserError
+from .images import save_image
+from .models import Generator
+from .options import TrainOptions
+from .training.checkpoint import load_checkpoint
+from .training.runlog import save_grid, to_uint8
+
+
+def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
+    """One N(0, 1) latent per seed, each from its own seeded generator: (len(seeds), z_dim)."""
+    z = torch.empty(len(seeds), z_dim)
+    gen = torch.Generator()
+    for i, seed in enumerate(seeds):
+        z[i] = torch.randn(z_dim, generator=gen.manual_seed(int(seed)))
+    return z
+
+
+def load_generator(model: str | Path, use_ema: bool = True,
+                   device: str = "cpu") -> tuple[Generator, TrainOptions, dict]:
+    """The generator of a checkpoint (or run folder), in eval mode, with its options."""
+    ckpt = load_checkpoint(model)
+    opts = TrainOptions.from_dict(ckpt["options"])
+    G = Generator(ckpt["resolution"], opts.z_dim, opts.g_channels, ckpt["channels"], len(model_classes(ckpt)))
+    state = ckpt["G_ema"] if use_ema and ckpt.get("G_ema") is not None else ckpt["G"]
+    G.load_state_dict(state)
+    return G.to(device).eval(), opts, ckpt
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def model_classes(ckpt: dict) -> list[str]:
+    """The class names of a class-conditional checkpoint, [] for an unconditional one."""
+    return list(ckpt.get("class_names") or []) if ckpt["options"].get("conditional") else []
+
+
+def class_index(ckpt: dict, name: str | None) -> int | None:
+    """The label of class `name` in a conditional checkpoint (None for an unconditional one)."""
+    classes = model_classes(ckpt)
+    if not classes:
+        if name is not None:
+            raise UserError(f"--class {name}: this model is not class-conditional")
+        return None
+    if name is None:
+        raise UserError(f"this model is class-conditional: pass --class ({', '.join(classes)}) or --overview")
+    if name not in classes:
+        raise UserError(f"--class {name}: unknown, the model knows {', '.join(classes)}")
+    return classes.index(name)
+
+
+@torch.no_grad()
+def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int = 0, batch_size: int = 64,
+                    overview: bool = False, truncation: float = 1.0, use_ema: bool = True,
+                    device: str = "auto", progress: bool = True, class_name: str | None = None) -> list[Path]:
+    """Write `n` images (one PNG each, named by seed) or one overview grid; return the paths.
+
+    A class-conditional model needs `class_name`, except for the overview, which shows one row per
+    class (the same seeds in every row, so rows differ only by class).
+    """
+    if not 0 < truncation <= 1:
+        raise UserError(f"--truncation {truncation}: must be in (0, 1]")
+    dev = resolve_device(device)
+    G, opts, ckpt = load_generator(model, use_ema, str(dev))
+    classes = model_classes(ckpt)
+    per_class_rows = overview and bool(classes) and class_name is None
+    label = None if per_class_rows else class_index(ckpt, class_name)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = list(range(seed, seed + n))
+    jobs = [(c, seeds) for c in range(len(classes))] if per_class_rows else [(label, seeds)]
+    images, written = [], []
+    tag = f"{class_name}_" if class_name else ""
+    total = sum(math.ceil(n / batch_size) for _ in jobs)
+    with tqdm(total=total, desc="generating", unit="batch", disable=not progress) as bar:
+        for cls, job_seeds in jobs:
+            for i in range(0, n, batch_size):
+                chunk = job_seeds[i:i + batch_size]
+                # Truncation pulls each latent towards the mean (0), trading variety for typicality.
+                z = latents_for_seeds(chunk, opts.z_dim) * truncation
+                y = None if cls is None else torch.full((len(chunk),), cls, dtype=torch.int64, device=dev)
+                x = G(z.to(dev), y).float().cpu()
+                bar.update(1)
+                if overview:
+                    images.append(x)
+                    continue
+                for s, img in zip(chunk, to_uint8(x), strict=True):
+                    path = out / f"{tag}seed{s:06d}.png"
+                    save_image(img.permute(1, 2, 0).numpy(), path)
+                    written.append(path)
+    if overview:
+        path = out / f"overview_{tag}seed{seed:06d}-{seed + n - 1:06d}.png"
+        save_grid(torch.cat(images), path, nrow=n if per_class_rows else math.ceil(math.sqrt(n)))
+        written.append(path)
+    return written
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between latents a and b at fractions t (the path stays where
+    Gaussian latents live, at radius ~sqrt(z_dim), unlike a straight line through the origin)."""
+    a_n, b_n = a / a.norm(), b / b.norm()
+    omega = torch.arccos((a_n * b_n).sum().clamp(-1 + 1e-7, 1 - 1e-7))
+    so = torch.sin(omega)
+    return (torch.sin((1 - t) * omega)[:, None] * a + torch.sin(t * omega)[:, None] * b) / so
+
+
+@torch.no_grad()
+def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: str | Path,
+                use_ema: bool = True, device: str = "auto", class_name: str | None = None,
+                duration_ms: int = 80) -> tuple[Path, Path]:
+    """A latent walk through `seeds` (slerp, `frames` images per leg, looping back to the first):
+    an animated GIF and a strip PNG of the frames. Returns (gif, strip)."""
+    from PIL import Image
+
+    from .files import atomic_path
+
+    if len(seeds) < 2 or frames < 2:
+        raise UserError("--interpolate needs at least 2 frames and at least 2 seeds")
+    dev = resolve_device(device)
+    G, opts, ckpt = load_generator(model, use_ema, str(dev))
+    label = class_index(ckpt, class_name)
+    z = latents_for_seeds(seeds, opts.z_dim)
+    t = torch.arange(frames) / frames
+    path_z = torch.cat([slerp(z[i], z[(i + 1) % len(seeds)], t) for i in range(len(seeds))])
+    y = None if label is None else torch.full((len(path_z),), label, dtype=torch.int64, device=dev)
+    x = torch.cat([G(zc.to(dev), None if y is None else y[: len(zc)]).float().cpu()
+                   for zc in path_z.split(64)])
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    name = f"interpolation_{class_name + '_' if class_name else ''}seeds{'-'.join(map(str, seeds))}"
+    strip = out / f"{name}.png"
+    save_grid(x[:: max(1, len(x) // 16)], strip, nrow=16)
+    frames_u8 = to_uint8(x).permute(0, 2, 3, 1).numpy()
+    pics = [Image.fromarray(f[..., 0] if f.shape[2] == 1 else f) for f in frames_u8]
+    gif = out / f"{name}.gif"
+    with atomic_path(gif) as tmp:
+        pics[0].save(tmp, format="GIF", save_all=True, append_images=pics[1:], duration=duration_ms, loop=0)
+    return gif, strip

@@ -1,0 +1,145 @@
+"""GAN losses and gradient penalties as registries: a new variant is one function and one entry.
+
+Every loss takes the discriminator's raw outputs (logits) on real and fake images and returns a
+scalar. `real_target` is the one-sided label-smoothing target for real images (1.0 = none); losses
+without targets (hinge, wgan, rahinge) ignore it. Relativistic losses (Jolicoeur-Martineau 2018)
+compare each real output with the mean fake output and vice versa, so their generator loss needs
+the discriminator's outputs on real images too (`Loss.g_needs_real`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _bce(logits: Tensor, target: float) -> Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A discriminator loss and its generator loss."""
+
+    d: Callable[[Tensor, Tensor, float], Tensor]
+    g: Callable[[Tensor | None, Tensor], Tensor]
+    g_needs_real: bool = False
+    uses_targets: bool = True
+
+
+def _ra(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
+    """Relativistic average logits: each real vs the mean fake, each fake vs the mean real."""
+    return real - fake.mean(), fake - real.mean()
+
+
+def bce_d(real: Tensor, fake: Tensor, t: float) -> Tensor:
+    return _bce(real, t) + _bce(fake, 0.0)
+
+
+def bce_g(real: Tensor | None, fake: Tensor) -> Tensor:
+    return _bce(fake, 1.0)
+
+
+def lsgan_d(real: Tensor, fake: Tensor, t: float) -> Tensor:
+    return 0.5 * ((real - t) ** 2).mean() + 0.5 * (fake ** 2).mean()
+
+
+def lsgan_g(real: Tensor | None, fake: Tensor) -> Tensor:
+    return 0.5 * ((fake - 1.0) ** 2).mean()
+
+
+def hinge_d(real: Tensor, fake: Tensor, t: float) -> Tensor:
+    return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+
+
+def wgan_d(real: Tensor, fake: Tensor, t: float) -> Tensor:
+    return fake.mean() - real.mean()
+
+
+def minus_fake_g(real: Tensor | None, fake: Tensor) -> Tensor:
+    return -fake.mean()
+
+
+def ragan_d(real: Tensor, fake: Tensor, t: float) -> Tensor:
+    rr, ff = _ra(real, fake)
+    return _bce(rr, t) + _bce(ff, 0.0)
+
+
+def ragan_g(real: Tensor | None, fake: Tensor) -> Tensor:
+    assert real is not None
+    rr, ff = _ra(real, fake)
+    return _bce(ff, 1.0) + _bce(rr, 0.0)
+
+
+def ralsgan_d(real: Tensor, fake: Tensor, t: float) -> Tensor:
+    rr, ff = _ra(real, fake)
+    return ((rr - t) ** 2).mean() + ((ff + t) ** 2).mean()
+
+
+def ralsgan_g(real: Tensor | None, fake: Tensor) -> Tensor:
+    assert real is not None
+    rr, ff = _ra(real, fake)
+    return ((ff - 1.0) ** 2).mean() + ((rr + 1.0) ** 2).mean()
+
+
+def rahinge_d(real: Tensor, fake: Tensor, t: float) -> Tensor:
+    rr, ff = _ra(real, fake)
+    return F.relu(1.0 - rr).mean() + F.relu(1.0 + ff).mean()
+
+
+def rahinge_g(real: Tensor | None, fake: Tensor) -> Tensor:
+    assert real is not None
+    rr, ff = _ra(real, fake)
+    return F.relu(1.0 + rr).mean() + F.relu(1.0 - ff).mean()
+
+
+LOSSES: dict[str, Loss] = {
+    "bce": Loss(bce_d, bce_g),                      # non-saturating (Goodfellow 2014; DCGAN)
+    "lsgan": Loss(lsgan_d, lsgan_g),                # least squares (Mao 2017)
+    "hinge": Loss(hinge_d, minus_fake_g, uses_targets=False),   # SNGAN, BigGAN
+    "wgan": Loss(wgan_d, minus_fake_g, uses_targets=False),     # Arjovsky 2017; use --gp wgan
+    "ragan": Loss(ragan_d, ragan_g, g_needs_real=True),         # relativistic average
+    "ralsgan": Loss(ralsgan_d, ralsgan_g, g_needs_real=True),
+    "rahinge": Loss(rahinge_d, rahinge_g, g_needs_real=True, uses_targets=False),
+}
+
+
+def _grad_norm_penalty(discriminator: Callable[[Tensor], Tensor], points: Tensor,
+                       target: float | None) -> Tensor:
+    """Mean of (||grad D(points)|| - target)^2, or of ||grad||^2 when target is None."""
+    points = points.detach().requires_grad_(True)
+    out = discriminator(points)
+    (grad,) = torch.autograd.grad(out.sum(), points, create_graph=True)
+    norm2 = grad.float().flatten(1).pow(2).sum(1)
+    if target is None:
+        return norm2.mean()
+    return ((norm2 + 1e-12).sqrt() - target).pow(2).mean()
+
+
+def gp_wgan(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): unit gradient norm on random real-fake interpolates."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    return _grad_norm_penalty(discriminator, eps * real + (1 - eps) * fake.detach(), 1.0)
+
+
+def gp_dragan(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    """DRAGAN (Kodali et al. 2017): unit gradient norm around noise-perturbed real images."""
+    noise = 0.5 * real.std() * torch.rand_like(real)
+    return _grad_norm_penalty(discriminator, real + noise, 1.0)
+
+
+def gp_r1(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
+    """R1 (Mescheder et al. 2018): gamma/2 * ||grad D(real)||^2, gamma being --gp-weight."""
+    return 0.5 * _grad_norm_penalty(discriminator, real, None)
+
+
+GRADIENT_PENALTIES: dict[str, Callable[..., Tensor] | None] = {
+    "none": None,
+    "wgan": gp_wgan,
+    "dragan": gp_dragan,
+    "r1": gp_r1,
+}

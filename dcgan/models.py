@@ -1,0 +1,145 @@
+"""DCGAN generator and discriminator for any square size base * 2**k (base 4 or 5).
+
+That covers 32, 64, 128, 256, 512 (base 4) and 40, 80, 160, 320 (base 5; 160 px was the 2018
+tool's size). The generator starts from a base x base map and doubles the size k times; the
+discriminator mirrors it. Widths double towards the small maps, capped at 8x the base width, as in
+the DCGAN paper's 64 px network (which this reproduces exactly at 64 px, 64 channels).
+
+With `num_classes > 0` both become class-conditional: the generator's BatchNorms take a per-class
+scale and shift (conditional BatchNorm), and the discriminator adds the inner product of a class
+embedding with its last features (the projection discriminator of Miyato & Koyama 2018).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from .errors import UserError
+
+MAX_WIDTH_FACTOR = 8
+
+
+def size_plan(resolution: int) -> tuple[int, int]:
+    """Return (base, k) with base * 2**k == resolution, base in (4, 5), k >= 2."""
+    for base in (4, 5):
+        k, size = 0, base
+        while size < resolution:
+            size, k = size * 2, k + 1
+        if size == resolution and k >= 2:
+            return base, k
+    raise UserError(f"resolution {resolution}: must be 4 or 5 times a power of two, at least 16 "
+                    "(e.g. 32, 64, 128, 160, 256, 512); use --resolution or isic_dataset.py transform")
+
+
+def _widths(resolution: int, width: int) -> list[int]:
+    """Channel widths from the smallest feature map to the largest hidden one."""
+    _, k = size_plan(resolution)
+    return [width * min(2 ** i, MAX_WIDTH_FACTOR) for i in range(k - 1, -1, -1)]
+
+
+def init_weights(module: nn.Module) -> None:
+    """The DCGAN paper's initialisation: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (starting at 1 and 0)."""
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gamma = nn.Embedding(num_classes, channels)
+        self.beta = nn.Embedding(num_classes, channels)
+        nn.init.normal_(self.gamma.weight, 1.0, 0.02)
+        nn.init.zeros_(self.beta.weight)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.bn(x) * self.gamma(y)[:, :, None, None] + self.beta(y)[:, :, None, None]
+
+
+class Generator(nn.Module):
+    """z (N, z_dim) [, class y (N,)] -> image (N, C, R, R) in [-1, 1].
+
+    Transposed convs with BatchNorm + ReLU, tanh output (the DCGAN paper).
+    """
+
+    def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
+                 num_classes: int = 0):
+        super().__init__()
+        base, _ = size_plan(resolution)
+        widths = _widths(resolution, width)
+        self.z_dim, self.num_classes = z_dim, num_classes
+
+        def norm(c: int) -> nn.Module:
+            return ConditionalBatchNorm2d(c, num_classes) if num_classes else nn.BatchNorm2d(c)
+
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=False), norm(widths[0]), nn.ReLU(True)]
+        for c_in, c_out in itertools.pairwise(widths):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), norm(c_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        self.apply(init_weights)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        x = z.view(z.shape[0], self.z_dim, 1, 1)
+        if not self.num_classes:
+            return self.main(x)
+        if y is None:
+            raise ValueError("a class-conditional generator needs class labels")
+        for layer in self.main:
+            x = layer(x, y) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x
+
+
+class Discriminator(nn.Module):
+    """image (N, C, R, R) [, class y (N,)] -> one logit per image.
+
+    Strided convs with LeakyReLU 0.2. `arch="dcgan"` uses BatchNorm after every hidden conv but
+    the first (the DCGAN paper); `arch="sngan"` puts spectral normalisation on every layer and no
+    BatchNorm (Miyato et al. 2018), which keeps D smooth and pairs well with hinge loss.
+    """
+
+    def __init__(self, resolution: int = 64, width: int = 64, channels: int = 3, arch: str = "dcgan",
+                 num_classes: int = 0):
+        super().__init__()
+        base, _ = size_plan(resolution)
+        widths = _widths(resolution, width)[::-1]
+        sn = arch == "sngan"
+
+        def conv(c_in: int, c_out: int, kernel: int, stride: int, pad: int) -> nn.Module:
+            layer = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn)
+            return spectral_norm(layer) if sn else layer
+
+        layers: list[nn.Module] = [conv(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for c_in, c_out in itertools.pairwise(widths):
+            layers.append(conv(c_in, c_out, 4, 2, 1))
+            if not sn:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.LeakyReLU(0.2, True))
+        layers.append(conv(widths[-1], 1, base, 1, 0))
+        self.main = nn.Sequential(*layers)
+        self.embed: nn.Module | None = None
+        if num_classes:
+            embed = nn.Embedding(num_classes, widths[-1])
+            self.embed = spectral_norm(embed) if sn else embed
+        self.apply(init_weights)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is None:
+            return self.main(x).flatten()
+        if y is None:
+            raise ValueError("a class-conditional discriminator needs class labels")
+        features = self.main[:-1](x)
+        projection = (self.embed(y)[:, :, None, None] * features).sum(dim=(1, 2, 3))
+        return self.main[-1](features).flatten() + projection

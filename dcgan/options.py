@@ -1,0 +1,197 @@
+"""One options object per training run: defaults, YAML control files, CLI overrides, save/load.
+
+The resolved `TrainOptions` are written to the run folder (`options.json`) and stored in every
+checkpoint; `resume` and `generate` read them back, so no flag is ever repeated.
+Precedence: dataclass defaults < YAML control file (`--config`) < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import UserError
+
+
+def opt(default: Any, help: str) -> Any:
+    """A dataclass field with a help text."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainOptions:
+    """Everything that defines a training run; each field's help is its `--help` text."""
+
+    training_images: str = opt("", "folder of training images (read recursively)")
+    steps: int = opt(1000, "training cycles: one D update (or --d-steps) + one G update")
+    batch_size: int = opt(64, "images per step (the global batch)")
+    output_dir: str = opt("", "the run folder")
+    resolution: int | None = opt(None, "image size; None = the images' own size")
+    grayscale: bool = opt(False, "train one-channel images")
+    channels: int = opt(3, "resolved from --grayscale")
+    z_dim: int = opt(100, "latent size")
+    g_channels: int = opt(64, "generator width (channels of its last hidden layer)")
+    d_channels: int = opt(64, "discriminator width (channels of its first layer)")
+    arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer)")
+    loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
+    gp: str = opt("none", "gradient penalty: none | wgan | dragan | r1")
+    gp_weight: float = opt(10.0, "weight of the gradient penalty")
+    label_smoothing: float = opt(1.0, "one-sided: target for real images (0.9 = smoothing)")
+    lr_g: float = opt(2e-4, "generator learning rate")
+    lr_d: float = opt(2e-4, "discriminator learning rate")
+    beta1: float = opt(0.5, "Adam beta1")
+    beta2: float = opt(0.999, "Adam beta2")
+    d_steps: int = opt(1, "D updates per G update")
+    ema: float = opt(0.999, "decay of the EMA generator used for samples (0 = off)")
+    seed: int = opt(0, "seeds weights, batch order and latents")
+    log_every: int = opt(0, "steps between stats.jsonl lines (0 = auto)")
+    sample_every: int = opt(0, "steps between sample grids (0 = auto, about 20 grids)")
+    checkpoint_every: int = opt(0, "steps between checkpoints (0 = STEPS/10)")
+    keep_checkpoints: bool = opt(False, "keep every checkpoint instead of overwriting the latest")
+    device: str = opt("auto", "auto | cpu | cuda")
+    precision: str = opt("auto", "auto | bf16 | fp32 (auto: bf16 where the hardware is fast at it)")
+    channels_last: bool = opt(True, "channels_last memory format (faster convolutions)")
+    grid_size: int = opt(64, "images in each sample grid (fixed latents)")
+    max_memory_gb: float = opt(4.0, "larger datasets stream from disk instead of memory")
+    preset: str = opt("auto", "classic | small-data | none; auto = small-data below 5,000 images, "
+                      "else none (see --help)")
+    diffaug: str = opt("none", "DiffAugment policy, e.g. color,translation,cutout (none = off)")
+    conditional: bool = opt(False, "class-conditional GAN on the class subfolders of TRAINING_IMAGES")
+    eval_every: int = opt(0, "steps between SWD / precision / recall evaluations of EMA-G (0 = off)")
+    eval_images: int = opt(256, "generated and real images used by each evaluation")
+    sync_bn: bool = opt(False, "with torchrun: SyncBatchNorm across processes")
+    compile: bool = opt(False, "torch.compile G and D (fastest on GPUs; slow first steps)")
+    user_set: list[str] = field(default_factory=list, metadata={"help": "options given explicitly"})
+
+    def resolve(self) -> TrainOptions:
+        """Fill the automatic values (0 = auto) from steps; validate names and ranges."""
+        from .losses import GRADIENT_PENALTIES, LOSSES
+
+        def check(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UserError(msg)
+
+        check(self.loss in LOSSES, f"--loss {self.loss!r}: unknown, choose from {', '.join(LOSSES)}")
+        check(self.gp in GRADIENT_PENALTIES,
+              f"--gp {self.gp!r}: unknown, choose from {', '.join(GRADIENT_PENALTIES)}")
+        check(self.arch in ("dcgan", "sngan"), f"--arch {self.arch!r}: choose dcgan or sngan")
+        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+              f"--device {self.device!r}: choose auto, cpu or cuda")
+        check(self.precision in ("auto", "bf16", "fp32"), f"--precision {self.precision!r}: auto, bf16, fp32")
+        check(self.steps >= 1, "STEPS must be at least 1")
+        check(self.batch_size >= 1, "BATCH_SIZE must be at least 1")
+        check(0 <= self.ema < 1, f"--ema {self.ema}: must be in [0, 1)")
+        check(0 < self.label_smoothing <= 1, f"--label-smoothing {self.label_smoothing}: must be in (0, 1]")
+        check(self.d_steps >= 1, "--d-steps must be at least 1")
+        from .diffaug import parse_policy
+
+        parse_policy(self.diffaug)
+        check(self.eval_every >= 0 and self.eval_images >= 2, "--eval-every >= 0 and --eval-images >= 2")
+        check(self.preset in PRESETS or self.preset == "auto",
+              f"--preset {self.preset!r}: choose auto, {', '.join(PRESETS)}")
+        self.channels = 1 if self.grayscale else 3
+        # Absolute, so that `resume` works from any working directory.
+        self.training_images = str(Path(self.training_images).resolve())
+        if self.log_every <= 0:
+            self.log_every = max(1, min(50, self.steps // 20))
+        if self.sample_every <= 0:
+            self.sample_every = max(1, self.steps // 20)
+        if self.checkpoint_every <= 0:
+            self.checkpoint_every = max(1, self.steps // 10)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "options") -> TrainOptions:
+        """Build from a dict, refusing unknown keys (a typo in a control file must not pass)."""
+        known = {f.name for f in fields(cls)}
+        norm = {str(k).replace("-", "_"): v for k, v in data.items()}
+        unknown = sorted(set(norm) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown option(s) {', '.join(unknown)}")
+        return cls(**norm)
+
+    def save(self, path: str | Path) -> None:
+        from .files import write_json
+
+        write_json(path, self.to_dict())
+
+
+OPTIONS_FILE = "options.json"
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML control file into a dict of option names (dashes or underscores)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such control file") from None
+    except yaml.YAMLError as err:
+        raise UserError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a control file must be a mapping of option: value")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def merge_options(defaults: TrainOptions, yaml_values: dict[str, Any], cli_values: dict[str, Any],
+                  source: str = "control file") -> TrainOptions:
+    """Apply YAML values, then the flags given on the command line, over `defaults`.
+
+    The names given in either are remembered (`user_set`), so that a preset fills in only what
+    the user left open.
+    """
+    merged = defaults.to_dict()
+    TrainOptions.from_dict(yaml_values, source)  # validates the keys
+    merged.update(yaml_values)
+    merged.update(cli_values)
+    merged["user_set"] = sorted(set(yaml_values) | set(cli_values))
+    return TrainOptions.from_dict(merged)
+
+
+# Presets: recipes that set the options a user did not set. Measured in bench/quality.py.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The 2018 tool's recipe: DCGAN, non-saturating BCE, no EMA, no augmentation, lr 2e-4.
+    "classic": {"arch": "dcgan", "loss": "bce", "ema": 0.0, "diffaug": "none", "lr_g": 2e-4, "lr_d": 2e-4,
+                "gp": "none"},
+    # For a few hundred to a few thousand images: SNGAN discriminator, hinge loss, DiffAugment,
+    # EMA generator.
+    "small-data": {"arch": "sngan", "loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,
+                   "lr_g": 2e-4, "lr_d": 2e-4},
+    "none": {},
+}
+SMALL_DATA_LIMIT = 5000
+
+
+def apply_preset(opts: TrainOptions, num_images: int) -> TrainOptions:
+    """Resolve `auto` by the number of training images and fill in the preset's values."""
+    if opts.preset == "auto":
+        opts.preset = "small-data" if num_images < SMALL_DATA_LIMIT else "none"
+    for key, value in PRESETS[opts.preset].items():
+        if key not in opts.user_set:
+            setattr(opts, key, value)
+    return opts
+
+
+def load_run_options(run_dir: str | Path) -> TrainOptions:
+    """The saved options of a run folder."""
+    path = Path(run_dir) / OPTIONS_FILE
+    try:
+        return TrainOptions.from_dict(json.loads(path.read_text()), str(path))
+    except FileNotFoundError:
+        raise UserError(f"{run_dir}: not a training run folder (no {OPTIONS_FILE})") from None
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: unreadable ({err})") from None
+
+
+def option_help() -> dict[str, str]:
+    """Field name -> help text (one source of truth for `--help` and the README)."""
+    return {f.name: f.metadata.get("help", "") for f in fields(TrainOptions)}

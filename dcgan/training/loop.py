@@ -1,0 +1,295 @@
+"""The training loop around `Trainer`: run folder, logging, samples, checkpoints, signals.
+
+Under torchrun every rank runs this loop; only rank 0 writes files and shows the progress bar, and
+the ranks agree every step on whether to stop (a signal, a non-finite loss), so none is left
+waiting in a collective.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from ..errors import UserError
+from ..files import remove_partials
+from ..generate import latents_for_seeds, resolve_device
+from ..losses import LOSSES
+from ..options import OPTIONS_FILE, TrainOptions, apply_preset
+from . import distributed as ddp
+from . import runlog
+from .checkpoint import LATEST, save_checkpoint
+from .dataset import load_image_set
+from .trainer import Trainer, build_trainer
+
+log = logging.getLogger("dcgan.training")
+
+BEST = "best.pt"
+RUN_ARTIFACTS = (OPTIONS_FILE, runlog.STATS, runlog.LOG, runlog.LOSS_CURVE, runlog.SAMPLES, LATEST, BEST)
+
+
+class NonFiniteLoss(UserError):
+    """A loss became NaN or infinite: training stops and the last good checkpoint is kept."""
+
+
+@dataclass
+class RunResult:
+    step: int
+    run_dir: Path
+    stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when interrupted
+    trainer: Trainer | None = field(default=None, repr=False)  # for callers that embed the loop
+
+
+@contextlib.contextmanager
+def stop_on_signals(trainer: Trainer) -> Iterator[None]:
+    """Ctrl-C or SIGTERM ask the loop to stop after the current step (a second Ctrl-C aborts)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        if trainer.stop_signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        trainer.stop_signal = signum
+
+    try:
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread (e.g. called from a test thread): no handlers
+        yield
+        return
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
+    """Create the run folder; refuse a non-empty one unless --overwrite (then clear our files only)."""
+    run_dir = Path(opts.output_dir)
+    images = Path(opts.training_images).resolve()
+    if run_dir.resolve() == images or images in run_dir.resolve().parents:
+        raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({opts.training_images})")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a folder")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise UserError(f"{run_dir}: not empty; continue that run with `gancontrol.py resume {run_dir}`, "
+                            "or pass --overwrite to start over")
+        for name in RUN_ARTIFACTS:
+            p = run_dir / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        for p in run_dir.glob("checkpoint-*.pt"):
+            p.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwrite: bool = False,
+          progress: bool = True) -> RunResult:
+    """Train (or continue) a run as `opts` describe; returns where it stopped."""
+    opts.resolve()
+    dist = ddp.init_distributed(resolve_device(opts.device))
+    try:
+        ddp.check_batch(dist, opts.batch_size)
+        run_dir = Path(opts.output_dir)
+        error = None
+        if dist.is_main:
+            try:
+                run_dir = prepare_run_dir(opts, overwrite) if resume_from is None else run_dir
+                remove_partials(run_dir)
+            except UserError as err:
+                error = str(err)
+        error = ddp.broadcast_error(error, dist)  # every rank stops on rank 0's bad input
+        if error:
+            raise UserError(error)
+        handlers = runlog.attach_log_file(run_dir) if dist.is_main else []
+        try:
+            result = _train(opts, run_dir, resume_from, progress and dist.is_main, dist)
+        finally:
+            runlog.detach_log(handlers)
+        return result
+    finally:
+        ddp.shutdown(dist)
+
+
+def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None, progress: bool,
+           dist: ddp.DistInfo) -> RunResult:
+    data = load_image_set(opts.training_images, opts.resolution, opts.grayscale, opts.max_memory_gb, progress)
+    if resume_from is not None:
+        if (data.resolution, data.channels) != (resume_from["resolution"], resume_from["channels"]):
+            raise UserError(f"{opts.training_images}: images are now {data.resolution} px x {data.channels} "
+                            f"channels, the checkpoint was trained on {resume_from['resolution']} px x "
+                            f"{resume_from['channels']}")
+    else:
+        apply_preset(opts, len(data))
+        opts.resolve()  # presets may change values that resolve() checks
+    if opts.conditional:
+        _check_classes(opts, data.class_names, resume_from)
+    opts.resolution = data.resolution
+    trainer = build_trainer(opts, data, dist)
+    if not LOSSES[opts.loss].uses_targets and opts.label_smoothing != 1.0:
+        log.warning("--label-smoothing has no effect with --loss %s", opts.loss)
+    if resume_from is not None:
+        trainer.load_state_dict(resume_from)
+        if dist.is_main:
+            runlog.truncate_stats(run_dir, trainer.step)
+        log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, opts.steps,
+                 dist.world)
+    else:
+        log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d%s; preset %s: %s loss, %s D, "
+                 "DiffAugment %s, EMA %s", len(data), data.resolution, data.resolution, opts.training_images,
+                 opts.steps, opts.batch_size, trainer.device, dist.world,
+                 " with bf16 autocast" if trainer.bf16 else "", opts.preset, opts.loss, opts.arch,
+                 opts.diffaug, opts.ema)
+    if dist.is_main:
+        opts.save(run_dir / OPTIONS_FILE)
+    with stop_on_signals(trainer):
+        _loop(trainer, run_dir, progress, (resume_from or {}).get("best_swd"))
+    log.info("%s at step %d", "stopped" if trainer.stop_signal else "finished", trainer.step)
+    stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(trainer.stop_signal)  # type: ignore[call-overload]
+    return RunResult(trainer.step, run_dir, stopped, trainer)
+
+
+def _check_classes(opts: TrainOptions, classes: list[str], resume_from: dict[str, Any] | None) -> None:
+    if len(classes) < 2 or "" in classes:
+        raise UserError(f"{opts.training_images}: --conditional needs one subfolder per class (e.g. benign/ "
+                        f"and malignant/) and no images directly in the folder; found classes {classes}")
+    if resume_from is not None and resume_from.get("class_names") != classes:
+        raise UserError(f"{opts.training_images}: classes are now {classes}, the checkpoint has "
+                        f"{resume_from.get('class_names')}")
+
+
+def grid_inputs(t: Trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The fixed latents of the sample grids: seeds 0..grid_size-1, classes cycling row by row."""
+    n = t.opts.grid_size
+    z = latents_for_seeds(range(n), t.opts.z_dim)
+    if not t.num_classes:
+        return z, None
+    row = max(1, math.ceil(math.sqrt(n)))
+    return z, (torch.arange(n) // row) % t.num_classes
+
+
+def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = None) -> None:
+    opts, main = t.opts, t.dist.is_main
+    grid_z, grid_y = grid_inputs(t)
+    evaluator = None
+    if opts.eval_every and main:
+        from .evaluate import Evaluator
+
+        evaluator = Evaluator(t)
+        evaluator.best_swd = best_swd if best_swd is not None else evaluator.best_swd
+    samples = run_dir / runlog.SAMPLES
+    if t.step == 0 and main:
+        runlog.save_grid(t.sample(grid_z, grid_y), samples / "step_0000000.png")
+    last_good = t.step
+    bar = tqdm(total=opts.steps, initial=t.step, unit="step", disable=not progress, dynamic_ncols=True,
+               desc=run_dir.name)
+    acc, n_acc, t0 = torch.zeros(4), 0, time.perf_counter()
+    try:
+        while t.step < opts.steps:
+            values = t.train_step()
+            acc += values.cpu() if t.device.type == "cpu" else values
+            n_acc += 1
+            bar.update(1)
+            if _should_stop(t, values, last_good, run_dir):
+                break
+            at_end = t.step == opts.steps
+            if t.step % opts.log_every == 0 or at_end:
+                means = ddp.all_mean(acc / n_acc, t.dist).tolist()
+                record = _stats_record(t, means, (time.perf_counter() - t0) / n_acc)
+                if main:
+                    runlog.append_stats(run_dir, record)
+                    log.info("step %d: loss_d %.4f loss_g %.4f D(x) %.3f D(G(z)) %.3f %.1f images/s", t.step,
+                             record["loss_d"], record["loss_g"], record["d_real"], record["d_fake"],
+                             record["images_per_sec"] or 0)
+                bar.set_postfix(loss_d=f"{record['loss_d']:.3f}", loss_g=f"{record['loss_g']:.3f}",
+                                img_s=f"{record['images_per_sec']:.0f}")
+                acc, n_acc, t0 = torch.zeros(4), 0, time.perf_counter()
+            if evaluator is not None and (t.step % opts.eval_every == 0 or at_end):
+                _evaluate(t, evaluator, run_dir)
+            if main and (t.step % opts.sample_every == 0 or at_end):
+                runlog.save_grid(t.sample(grid_z, grid_y), samples / f"step_{t.step:07d}.png")
+                runlog.plot_loss_curve(run_dir)  # with the grids: a redraw costs ~0.2 s
+            if t.step % opts.checkpoint_every == 0 or at_end:
+                if not _weights_finite(t):  # never replace a good checkpoint with a broken one
+                    raise _non_finite(t, values, last_good, run_dir)
+                if main:
+                    _checkpoint(t, run_dir, evaluator)
+                last_good = t.step
+        ddp.sync_buffers([m for m in (t.G, t.D, t.G_ema) if m is not None], t.dist)
+        if t.stop_signal is not None and t.step != last_good:
+            if not _weights_finite(t):
+                raise _non_finite(t, torch.zeros(2), last_good, run_dir)
+            if main:
+                _checkpoint(t, run_dir, evaluator)
+                runlog.plot_loss_curve(run_dir)
+            log.info("stopped by signal %d at step %d; checkpoint written", t.stop_signal, t.step)
+    finally:
+        bar.close()
+
+
+def _should_stop(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> bool:
+    """Raise on a non-finite loss; True when a signal asks to stop. All ranks decide alike."""
+    check_finite = t.device.type == "cpu" or t.step % t.opts.log_every == 0
+    flags = torch.tensor([float(t.stop_signal or 0),
+                          float(check_finite and not bool(torch.isfinite(values[:2]).all()))])
+    flags = ddp.all_max(flags, t.dist)
+    if flags[1] > 0:
+        raise _non_finite(t, values, last_good, run_dir)
+    if flags[0] > 0 and t.stop_signal is None:
+        t.stop_signal = int(flags[0])  # another rank got the signal
+    return t.stop_signal is not None
+
+
+def _non_finite(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> NonFiniteLoss:
+    if not math.isfinite(float(values[0])):
+        what = f"loss_d became {float(values[0])}"
+    elif not math.isfinite(float(values[1])):
+        what = f"loss_g became {float(values[1])}"
+    else:
+        what = "the weights became non-finite"
+    kept = (f"the last good checkpoint (step {last_good}) is kept in {run_dir}" if last_good
+            else "no checkpoint had been written yet")
+    return NonFiniteLoss(f"{what} at step {t.step}; training stopped and {kept}. "
+                         "Try lower learning rates, --arch sngan or a gradient penalty (--gp)")
+
+
+def _stats_record(t: Trainer, means: list[float], sec_per_step: float) -> dict[str, Any]:
+    loss_d, loss_g, d_real, d_fake = means
+    images = t.opts.batch_size * t.opts.d_steps
+    return {"step": t.step, "images_seen": t.step * images, "epoch": t.order.epoch,
+            "loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake,
+            "sec_per_step": sec_per_step, "images_per_sec": images / sec_per_step if sec_per_step else None,
+            "time": time.time()}
+
+
+def _weights_finite(t: Trainer) -> bool:
+    params = [p.detach() for m in (t.G, t.D) for p in m.parameters()]
+    return bool(torch.stack(torch._foreach_norm(params)).isfinite().all())
+
+
+def _evaluate(t: Trainer, evaluator: Any, run_dir: Path) -> None:
+    """Score EMA-G, log the record, and keep best.pt when the SWD is the lowest so far."""
+    record = evaluator(t)
+    record["best"] = evaluator.is_best(record)
+    runlog.append_stats(run_dir, record)
+    log.info("step %d: SWD %.2f precision %.3f recall %.3f%s (%.1f s)", t.step, record["swd"],
+             record["precision"], record["recall"], " (best so far)" if record["best"] else "",
+             record["eval_seconds"])
+    if record["best"]:
+        save_checkpoint(run_dir / BEST, {**t.state_dict(), "best_swd": evaluator.best_swd})
+
+
+def _checkpoint(t: Trainer, run_dir: Path, evaluator: Any = None) -> None:
+    extra = {"best_swd": evaluator.best_swd} if evaluator is not None else {}
+    save_checkpoint(run_dir / LATEST, {**t.state_dict(), **extra})
+    if t.opts.keep_checkpoints:
+        shutil.copyfile(run_dir / LATEST, run_dir / f"checkpoint-{t.step:07d}.pt")

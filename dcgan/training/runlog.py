@@ -1,0 +1,130 @@
+"""What a run folder shows a person: log.txt, stats.jsonl, a loss-curve PNG and sample grids.
+
+`stats.jsonl` is appended one line per log interval and never rewritten, so a crash loses at most
+one interval (one related project regretted losing its loss data). The loss-curve PNG is redrawn
+from the whole file each time, atomically, so it is always complete and always current.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..files import atomic_path
+from ..images import save_image
+
+STATS = "stats.jsonl"
+LOG = "log.txt"
+LOSS_CURVE = "loss_curve.png"
+SAMPLES = "samples"
+
+
+class _ConsoleHandler(logging.Handler):
+    """Warnings to stderr through tqdm.write, so that they don't tear the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
+def attach_log_file(run_dir: Path) -> list[logging.Handler]:
+    """Send the toolkit's log messages to run_dir/log.txt (appending across resumes), warnings
+    to the console as well; returns the handlers for `detach_log`."""
+    file_handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    console = _ConsoleHandler(logging.WARNING)
+    logger = logging.getLogger("dcgan")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for h in (file_handler, console):
+        logger.addHandler(h)
+    return [file_handler, console]
+
+
+def detach_log(handlers: list[logging.Handler]) -> None:
+    for h in handlers:
+        logging.getLogger("dcgan").removeHandler(h)
+        h.close()
+
+
+def append_stats(run_dir: Path, record: dict[str, Any]) -> None:
+    with open(run_dir / STATS, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def read_stats(run_dir: Path) -> list[dict[str, Any]]:
+    """All records of stats.jsonl; a torn last line (killed mid-write) is ignored."""
+    path = run_dir / STATS
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def truncate_stats(run_dir: Path, step: int) -> None:
+    """Drop records after `step` (a resume from an older checkpoint re-does those steps)."""
+    records = [r for r in read_stats(run_dir) if r.get("step", 0) <= step]
+    with atomic_path(run_dir / STATS) as tmp:
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+
+
+QUALITY_PANELS = (("SWD x 1e3 (lower is better)", ("swd",)), ("precision / recall", ("precision", "recall")))
+
+
+def plot_loss_curve(run_dir: Path) -> None:
+    """Redraw loss_curve.png: losses, D outputs, and the evaluations (SWD, precision/recall) if any."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_stats(run_dir)
+    if not records:
+        return
+    steps = [r["step"] for r in records]
+    panels = [("loss", ("loss_d", "loss_g")), ("D output (mean logit)", ("d_real", "d_fake"))]
+    panels += [p for p in QUALITY_PANELS if any(p[1][0] in r for r in records)]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
+    for ax, (title, keys) in zip(axes[:, 0], panels, strict=True):
+        for key in keys:
+            pts = [(s, r[key]) for s, r in zip(steps, records, strict=True) if r.get(key) is not None]
+            if pts:
+                marker = "." if len(pts) < 40 else None  # a few evaluations: show the points
+                ax.plot(*zip(*pts, strict=True), label=key, linewidth=1.2, marker=marker)
+        ax.set_ylabel(title)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper right", fontsize=8)
+    axes[-1, 0].set_xlabel("step")
+    fig.suptitle(f"{run_dir.name}: training curves", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(run_dir / LOSS_CURVE) as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] (N, C, H, W) -> uint8 (N, C, H, W)."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
+    """Save generator output (N, C, H, W in [-1, 1]) as one near-square grid PNG."""
+    import math
+
+    from torchvision.utils import make_grid
+
+    n = images.shape[0]
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=255)
+    save_image(grid.permute(1, 2, 0).numpy(), path)

@@ -1,0 +1,250 @@
+"""One training cycle: D update(s), then a G update, on this process's slice of the global batch.
+
+Every source of randomness (weights, batch order, latents, augmentation and penalty noise) comes
+from state that the checkpoint stores, and nothing else touches the RNGs, so N steps + resume to 2N
+gives bit-identical weights to 2N steps in one go. Under torchrun, every rank draws the same global
+batch indices and latents and takes its own slice (distributed.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..diffaug import make_augment
+from ..errors import UserError
+from ..generate import resolve_device
+from ..losses import GRADIENT_PENALTIES, LOSSES
+from ..models import Discriminator, Generator
+from ..options import TrainOptions
+from .checkpoint import rng_state, set_rng_state
+from .dataset import BatchOrder, ImageSet
+from .distributed import DistInfo, device_for
+
+
+def cpu_supports_bf16() -> bool:
+    """True when this CPU has native bf16 dot products (AVX512-BF16 or AMX), where autocast pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "fp32":
+        return False
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return precision == "bf16" or cpu_supports_bf16()
+
+
+@dataclass
+class Trainer:
+    """Models (raw, and as trained: DDP-wrapped and/or compiled), optimizers, data and latent streams."""
+
+    opts: TrainOptions
+    data: ImageSet
+    device: torch.device
+    dist: DistInfo
+    G: Generator
+    D: Discriminator
+    G_train: nn.Module  # G as called in training (DDP and/or torch.compile around G)
+    D_train: nn.Module
+    G_ema: Generator | None
+    opt_g: torch.optim.Adam
+    opt_d: torch.optim.Adam
+    order: BatchOrder
+    latent_gen: torch.Generator
+    bf16: bool
+    augment: Callable[[torch.Tensor], torch.Tensor] | None
+    step: int = 0
+    stop_signal: int | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.data.class_names) if self.opts.conditional else 0
+
+    # -- data ------------------------------------------------------------------------------
+    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This rank's slice of the next global batch, as floats in [-1, 1], and its labels."""
+        idx = self.order.next(self.opts.batch_size)[self.dist.local_slice(self.opts.batch_size)]
+        x = self.data.batch(idx)
+        y = self.data.labels[idx] if self.num_classes else None
+        if self.device.type == "cuda":
+            x = x.pin_memory().to(self.device, non_blocking=True)
+            y = y.to(self.device) if y is not None else None
+        x = x.float().div_(127.5).sub_(1.0)  # uint8 travels; normalised on the device
+        return (x.contiguous(memory_format=torch.channels_last) if self.opts.channels_last else x), y
+
+    def latents(self) -> torch.Tensor:
+        """This rank's slice of the global batch's latents (all ranks draw the same global ones)."""
+        z = torch.randn(self.opts.batch_size, self.opts.z_dim, generator=self.latent_gen)
+        return z[self.dist.local_slice(self.opts.batch_size)].to(self.device)
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def aug(self, x: torch.Tensor) -> torch.Tensor:
+        return self.augment(x) if self.augment is not None else x
+
+    # -- one cycle -------------------------------------------------------------------------
+    def d_update(self, real: torch.Tensor, fake: torch.Tensor,
+                 y: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        opts, loss_fn = self.opts, LOSSES[self.opts.loss]
+        real_in, fake_in = self.aug(real), self.aug(fake.detach())
+        with self.autocast():
+            d_real, d_fake = self.D_train(real_in, y).float(), self.D_train(fake_in, y).float()
+        loss_d = loss_fn.d(d_real, d_fake, opts.label_smoothing)
+        penalty = GRADIENT_PENALTIES[opts.gp]
+        if penalty is not None:  # fp32, raw D: double backward through DDP/compile is not supported
+            gp = penalty(lambda v: self.D(v, y), real_in.float(), fake_in.float())
+            loss_d = loss_d + opts.gp_weight * gp
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_d.step()
+        return loss_d.detach(), d_real.detach().mean(), d_fake.detach().mean()
+
+    def g_update(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        loss_fn = LOSSES[self.opts.loss]
+        # G's step needs no gradients for D's weights (a third less work), and calls the raw D:
+        # D's DDP wrapper would wait for gradients that never come.
+        self.D.requires_grad_(False)
+        try:
+            with self.autocast():
+                d_fake = self.D(self.aug(fake), y).float()
+                d_real = None
+                if loss_fn.g_needs_real:
+                    with torch.no_grad():
+                        d_real = self.D(self.aug(real), y).float()
+            loss_g = loss_fn.g(d_real, d_fake)
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()
+            self.opt_g.step()
+        finally:
+            self.D.requires_grad_(True)
+        return loss_g.detach()
+
+    def train_step(self) -> torch.Tensor:
+        """One cycle; returns [loss_d, loss_g, d_real, d_fake] of this rank (no host sync)."""
+        for _ in range(self.opts.d_steps - 1):
+            real, y = self.real_batch()
+            with torch.no_grad(), self.autocast():
+                fake = self.G_train(self.latents(), y)
+            self.d_update(real, fake, y)
+        real, y = self.real_batch()
+        with self.autocast():
+            fake = self.G_train(self.latents(), y)  # fake labels = the real batch's labels
+        loss_d, d_real, d_fake = self.d_update(real, fake, y)
+        loss_g = self.g_update(real, fake, y)  # reuses this fake, as the DCGAN reference does
+        self.update_ema()
+        self.step += 1
+        return torch.stack([loss_d, loss_g, d_real, d_fake]).float()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """EMA of G's weights; the decay warms up as (1+t)/(10+t) so early samples are not the init."""
+        if self.G_ema is None:
+            return
+        decay = min(self.opts.ema, (1 + self.step) / (10 + self.step))
+        torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
+        for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            b_ema.copy_(b)
+
+    # -- samples and checkpoints -----------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """Images of the EMA generator (or G) in eval mode for latents z: float in [-1, 1] on CPU."""
+        G = self.G_ema if self.G_ema is not None else self.G
+        was_training = G.training
+        G.eval()
+        try:
+            ys = y.split(64) if y is not None else [None] * len(z.split(64))
+            return torch.cat([G(zc.to(self.device), None if yc is None else yc.to(self.device)).float().cpu()
+                              for zc, yc in zip(z.split(64), ys, strict=True)])
+        finally:
+            G.train(was_training)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "options": self.opts.to_dict(),
+            "resolution": self.data.resolution,
+            "channels": self.data.channels,
+            "class_names": self.data.class_names if self.num_classes else [],
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": rng_state(),
+            "latent_rng": self.latent_gen.get_state(),
+            "batch_order": self.order.state_dict(),
+            "world_size": self.dist.world,
+        }
+
+    def load_state_dict(self, ckpt: dict[str, Any]) -> None:
+        self.G.load_state_dict(ckpt["G"])
+        self.D.load_state_dict(ckpt["D"])
+        if self.G_ema is not None and ckpt.get("G_ema") is not None:
+            self.G_ema.load_state_dict(ckpt["G_ema"])
+        self.opt_g.load_state_dict(ckpt["opt_g"])
+        self.opt_d.load_state_dict(ckpt["opt_d"])
+        set_rng_state(ckpt["rng"])
+        self.latent_gen.set_state(ckpt["latent_rng"])
+        self.order.load_state_dict(ckpt["batch_order"])
+        self.step = int(ckpt["step"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def build_trainer(opts: TrainOptions, data: ImageSet, dist: DistInfo | None = None) -> Trainer:
+    """Models, optimizers and streams for `opts`, freshly initialised from opts.seed."""
+    dist = dist or DistInfo()
+    device = device_for(dist, resolve_device(opts.device))
+    seed_everything(opts.seed)
+    n_cls = len(data.class_names) if opts.conditional else 0
+    G = Generator(data.resolution, opts.z_dim, opts.g_channels, data.channels, n_cls)
+    D = Discriminator(data.resolution, opts.d_channels, data.channels, opts.arch, n_cls)
+    if dist.enabled and opts.sync_bn:
+        if device.type != "cuda":
+            raise UserError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU kernel); on CPU each "
+                            "process normalises with the statistics of its own part of the batch")
+        G = nn.SyncBatchNorm.convert_sync_batchnorm(G)
+        D = nn.SyncBatchNorm.convert_sync_batchnorm(D)
+    memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
+    G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if opts.ema > 0 else None
+    G_train, D_train = _wrap(G, dist, device, opts.compile), _wrap(D, dist, device, opts.compile)
+    betas = (opts.beta1, opts.beta2)
+    return Trainer(
+        opts=opts, data=data, device=device, dist=dist, G=G, D=D, G_train=G_train, D_train=D_train,
+        G_ema=G_ema,
+        opt_g=torch.optim.Adam(G.parameters(), lr=opts.lr_g, betas=betas),
+        opt_d=torch.optim.Adam(D.parameters(), lr=opts.lr_d, betas=betas),
+        order=BatchOrder(len(data), opts.seed),
+        latent_gen=torch.Generator().manual_seed(opts.seed + 1),
+        bf16=use_bf16(opts.precision, device),
+        augment=make_augment(opts.diffaug))
+
+
+def _wrap(module: nn.Module, dist: DistInfo, device: torch.device, compile_: bool) -> nn.Module:
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        # Buffers (BatchNorm statistics, spectral-norm vectors) follow rank 0's at each forward.
+        module = DDP(module, device_ids=[device.index] if device.type == "cuda" else None)
+    return torch.compile(module) if compile_ else module

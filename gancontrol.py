@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""gancontrol.py: train a GAN on a folder of images, resume it exactly, generate new images.
+
+\b
+  training (train)  start a run:      gancontrol.py training ./data 20000 64 ./runs/r1
+  resume            continue a run:   gancontrol.py resume ./runs/r1 --steps 40000
+  generate          new images:       gancontrol.py generate ./runs/r1 100 ./fakes
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
+
+import click
+
+from dcgan.cli import user_errors
+from dcgan.options import TrainOptions, load_yaml, merge_options, option_help
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+POSITIONAL = ("training_images", "steps", "batch_size", "output_dir")
+DERIVED = ("channels", "user_set")
+CHOICES = {"arch": ["dcgan", "sngan"], "device": ["auto", "cpu", "cuda"],
+           "precision": ["auto", "bf16", "fp32"]}
+
+
+class AliasedGroup(click.Group):
+    """A click group that also answers to `train` for `training` (the 2018 tool's name)."""
+
+    ALIASES: ClassVar[dict[str, str]] = {"train": "training"}
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, self.ALIASES.get(name, name))
+
+
+@click.group(cls=AliasedGroup, help=__doc__, context_settings=CONTEXT)
+def cli() -> None:
+    pass
+
+
+def _click_type(tp: Any) -> Any:
+    if get_origin(tp) in (Union, types.UnionType):
+        tp = next(a for a in get_args(tp) if a is not type(None))
+    return {int: int, float: float, str: str, bool: bool}[tp]
+
+
+def train_options(func: Any) -> Any:
+    """Add one click option per TrainOptions field (so the CLI, YAML and saved runs never drift)."""
+    from dcgan.losses import GRADIENT_PENALTIES, LOSSES
+    from dcgan.options import PRESETS
+
+    choices = {**CHOICES, "loss": list(LOSSES), "gp": list(GRADIENT_PENALTIES), "preset": ["auto", *PRESETS]}
+    helps, hints = option_help(), get_type_hints(TrainOptions)
+    for f in reversed(dataclasses.fields(TrainOptions)):
+        if f.name in POSITIONAL or f.name in DERIVED:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        tp = _click_type(hints[f.name])
+        text = f"{helps[f.name]} [default: {f.default}]"
+        if tp is bool:
+            func = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=text)(func)
+        else:
+            ptype = click.Choice(choices[f.name]) if f.name in choices else tp
+            func = click.option(flag, f.name, type=ptype, default=None, help=text)(func)
+    return func
+
+
+@cli.command()
+@click.argument("training_images", type=click.Path(file_okay=False))
+@click.argument("steps", type=click.IntRange(min=1))
+@click.argument("batch_size", type=click.IntRange(min=1))
+@click.argument("output_dir", type=click.Path(file_okay=True))
+@click.option("--config", type=click.Path(dir_okay=False), default=None,
+              help="YAML control file with any of the options below; flags given here override it.")
+@click.option("--overwrite", is_flag=True,
+              help="Start over in a non-empty OUTPUT_DIR (removes the old run's files).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@train_options
+@user_errors
+def training(training_images: str, steps: int, batch_size: int, output_dir: str, config: str | None,
+             overwrite: bool, quiet: bool, **flags: Any) -> None:
+    """Train a GAN on TRAINING_IMAGES for STEPS cycles of BATCH_SIZE images, writing to OUTPUT_DIR.
+
+    A cycle is one discriminator update (or --d-steps) and one generator update, as in the 2018
+    tool. OUTPUT_DIR receives options.json, log.txt, stats.jsonl, loss_curve.png, samples/ and
+    checkpoint.pt; `resume` and `generate` read the options back from there.
+
+    \b
+    Examples:
+      python gancontrol.py training training_data 2000 32 runs/demo --resolution 64
+      python gancontrol.py training ./data 200000 16 ./out --loss ragan --arch sngan --lr-d 4e-4
+      python gancontrol.py training ./data 20000 64 ./out --config control.yaml
+    """
+    from dcgan.training.loop import train
+
+    cli_values = {k: v for k, v in flags.items() if v is not None}
+    cli_values.update(training_images=training_images, steps=steps, batch_size=batch_size,
+                      output_dir=output_dir)
+    yaml_values = load_yaml(config) if config else {}
+    opts = merge_options(TrainOptions(), yaml_values, cli_values, source=config or "")
+    _report(train(opts, overwrite=overwrite, progress=not quiet))
+
+
+@cli.command()
+@click.argument("output_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="New total number of steps [default: the run's STEPS].")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def resume(output_dir: str, steps: int | None, quiet: bool) -> None:
+    """Continue the run in OUTPUT_DIR from its latest checkpoint, with its saved options.
+
+    \b
+    Example:
+      python gancontrol.py resume runs/demo --steps 4000
+    """
+    from dcgan.errors import UserError
+    from dcgan.options import TrainOptions
+    from dcgan.training.checkpoint import load_checkpoint
+    from dcgan.training.loop import train
+
+    ckpt = load_checkpoint(output_dir)
+    opts = TrainOptions.from_dict(ckpt["options"], f"{output_dir} checkpoint")
+    opts.output_dir = output_dir
+    if steps is not None:
+        opts.steps = steps
+    if ckpt["step"] >= opts.steps:
+        raise UserError(f"{output_dir}: already trained {ckpt['step']} of {opts.steps} steps; "
+                        "pass a larger --steps to train further")
+    _report(train(opts, resume_from=ckpt, progress=not quiet))
+
+
+def _report(result: Any) -> None:
+    if result.stopped_by:
+        click.echo(f"Stopped by {result.stopped_by} at step {result.step}; checkpoint written. "
+                   f"Continue with: python gancontrol.py resume {result.run_dir}", err=True)
+        sys.exit(130 if result.stopped_by == "SIGINT" else 143)
+    click.echo(f"Trained to step {result.step}: samples, loss curve and checkpoint in {result.run_dir}")
+
+
+@cli.command()
+@click.argument("model", type=click.Path(exists=False))
+@click.argument("nimages", type=click.IntRange(min=1))
+@click.argument("output_dir", type=click.Path(file_okay=False))
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Image k comes from seed SEED+k alone (same image whatever NIMAGES or --batch-size).")
+@click.option("--overview", is_flag=True, help="Write one near-square grid of all images instead.")
+@click.option("--truncation", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Scale latents towards the mean: less variety, more typical images.")
+@click.option("--no-ema", is_flag=True, help="Use the raw generator instead of its moving average.")
+@click.option("--class", "class_name", default=None,
+              help="Class to generate with a class-conditional model (e.g. malignant).")
+@click.option("--interpolate", type=click.IntRange(min=2), default=None, metavar="K",
+              help="Write a latent walk instead: K frames between each of the NIMAGES seeds (GIF + strip).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@user_errors
+def generate(model: str, nimages: int, output_dir: str, seed: int, overview: bool, truncation: float,
+             no_ema: bool, class_name: str | None, interpolate: int | None, batch_size: int, device: str,
+             quiet: bool) -> None:
+    """Generate NIMAGES images with MODEL (a checkpoint file or a run folder) into OUTPUT_DIR.
+
+    \b
+    Examples:
+      python gancontrol.py generate runs/demo 100 fakes/
+      python gancontrol.py generate runs/demo/checkpoint.pt 64 fakes/ --overview --seed 100
+      python gancontrol.py generate runs/cond 500 melanoma/ --class malignant
+      python gancontrol.py generate runs/demo 4 walk/ --interpolate 24
+    """
+    from dcgan.generate import generate_images
+    from dcgan.generate import interpolate as walk
+
+    if interpolate:
+        gif, strip = walk(model, list(range(seed, seed + nimages)), interpolate, output_dir,
+                          use_ema=not no_ema, device=device, class_name=class_name)
+        click.echo(f"Wrote {gif} and {strip}")
+        return
+    paths = generate_images(model, nimages, output_dir, seed=seed, batch_size=batch_size, overview=overview,
+                            truncation=truncation, use_ema=not no_ema, device=device, progress=not quiet,
+                            class_name=class_name)
+    what = paths[0] if overview else f"{len(paths)} images in {output_dir}"
+    click.echo(f"Wrote {what}")
+
+
+if __name__ == "__main__":
+    cli()

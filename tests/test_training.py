@@ -1,0 +1,231 @@
+"""gancontrol.py end to end on tiny settings: artifacts, exact resume, generation, configs, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from dcgan.training.checkpoint import load_checkpoint
+from gancontrol import cli
+from tests.conftest import REPO, TRAINING_DATA, make_image
+
+TINY = ["--resolution", "32", "--z-dim", "16", "--g-channels", "8", "--d-channels", "8", "--quiet"]
+
+
+def run(*args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def train_tiny(out: Path, steps: int = 4, *extra: str, images: Path = TRAINING_DATA) -> Path:
+    run("training", images, steps, 8, out, *TINY, *extra)
+    return out
+
+
+def test_short_run_writes_every_artifact(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "run", 6, "--log-every", "2", "--sample-every", "3", "--keep-checkpoints",
+                     "--checkpoint-every", "3")
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["checkpoint-0000003.pt", "checkpoint-0000006.pt", "checkpoint.pt", "log.txt",
+                     "loss_curve.png", "options.json", "samples", "stats.jsonl"]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "step_0000000.png", "step_0000003.png", "step_0000006.png"]
+    grid = Image.open(out / "samples" / "step_0000006.png")
+    assert grid.size == (8 * 34 + 2, 8 * 34 + 2)  # 64 images of 32 px, 2 px padding
+    stats = [json.loads(line) for line in (out / "stats.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in stats] == [2, 4, 6]
+    assert stats[-1]["images_seen"] == 48
+    for key in ("loss_d", "loss_g", "d_real", "d_fake", "sec_per_step", "images_per_sec"):
+        assert all(np.isfinite(s[key]) for s in stats), key
+    opts = json.loads((out / "options.json").read_text())
+    assert opts["resolution"] == 32 and opts["z_dim"] == 16 and opts["steps"] == 6
+    assert Image.open(out / "loss_curve.png").size[0] >= 600
+    assert "step 6: loss_d" in (out / "log.txt").read_text()
+    ckpt = load_checkpoint(out)
+    assert ckpt["step"] == 6 and set(ckpt) >= {"G", "D", "G_ema", "opt_g", "opt_d", "rng", "latent_rng",
+                                               "batch_order", "options"}
+
+
+def _state(ckpt: dict) -> dict[str, torch.Tensor]:
+    flat = {}
+    for part in ("G", "D", "G_ema"):
+        flat.update({f"{part}.{k}": v for k, v in ckpt[part].items()})
+    for part in ("opt_g", "opt_d"):
+        for pid, st in ckpt[part]["state"].items():
+            flat.update({f"{part}.{pid}.{k}": v for k, v in st.items() if torch.is_tensor(v)})
+    return flat
+
+
+VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2"]
+
+
+@pytest.mark.parametrize("extra", [[], VARIANT])
+def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
+    one_go = train_tiny(tmp_path / "a", 6, *extra)
+    split = train_tiny(tmp_path / "b", 3, *extra)
+    run("resume", split, "--steps", 6, "--quiet")
+    a, b = _state(load_checkpoint(one_go)), _state(load_checkpoint(split))
+    assert a.keys() == b.keys() and len(a) > 20
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert different == []
+    assert load_checkpoint(split)["step"] == 6
+    steps = [json.loads(x)["step"] for x in (split / "stats.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 6
+
+
+def test_resume_refuses_when_done(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "r", 2)
+    result = CliRunner().invoke(cli, ["resume", str(out)])
+    assert result.exit_code == 1 and "already trained 2 of 2 steps" in result.output
+
+
+def test_generate_is_reproducible_across_counts_and_batches(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "run", 2)
+    run("generate", out, 5, tmp_path / "g1", "--seed", 7, "--batch-size", 2, "--quiet")
+    run("generate", out / "checkpoint.pt", 3, tmp_path / "g2", "--seed", 9, "--batch-size", 64, "--quiet")
+    assert sorted(p.name for p in (tmp_path / "g1").iterdir()) == [f"seed{s:06d}.png" for s in range(7, 12)]
+    for s in (9, 10, 11):
+        a = np.asarray(Image.open(tmp_path / "g1" / f"seed{s:06d}.png"))
+        b = np.asarray(Image.open(tmp_path / "g2" / f"seed{s:06d}.png"))
+        assert a.shape == (32, 32, 3) and np.array_equal(a, b)
+    run("generate", out, 10, tmp_path / "ov", "--overview", "--quiet")
+    (grid,) = list((tmp_path / "ov").iterdir())
+    assert Image.open(grid).size == (4 * 34 + 2, 3 * 34 + 2)  # 10 images: 4 per row, 3 rows
+    run("generate", out, 2, tmp_path / "raw", "--no-ema", "--truncation", "0.5", "--quiet")
+    raw = np.asarray(Image.open(tmp_path / "raw" / "seed000000.png"))
+    assert not np.array_equal(raw, np.asarray(Image.open(tmp_path / "g1" / "seed000007.png")))
+
+
+def test_sample_grid_matches_generate(tmp_path: Path) -> None:
+    """The training grid shows exactly the images `generate --seed 0` writes."""
+    out = train_tiny(tmp_path / "run", 2, "--grid-size", "4")
+    run("generate", out, 4, tmp_path / "ov", "--overview", "--quiet")
+    grid = np.asarray(Image.open(out / "samples" / "step_0000002.png"))
+    ov = np.asarray(Image.open(next((tmp_path / "ov").iterdir())))
+    assert np.array_equal(grid, ov)
+
+
+def test_yaml_config_and_override(tmp_path: Path) -> None:
+    cfg = tmp_path / "control.yaml"
+    cfg.write_text("loss: hinge\nlr-d: 0.0004\narch: sngan\nlabel_smoothing: 0.9\nema: 0.99\n")
+    out = train_tiny(tmp_path / "run", 2, "--config", str(cfg), "--lr-d", "0.0003")
+    opts = json.loads((out / "options.json").read_text())
+    assert (opts["loss"], opts["arch"], opts["ema"], opts["lr_d"]) == ("hinge", "sngan", 0.99, 0.0003)
+    assert "label-smoothing has no effect" in (out / "log.txt").read_text()
+    cfg.write_text("lossy: hinge\n")
+    result = CliRunner().invoke(cli, ["training", str(TRAINING_DATA), "2", "8", str(tmp_path / "x"),
+                                      "--config", str(cfg)])
+    assert result.exit_code == 1 and "unknown option(s) lossy" in result.output
+
+
+def test_grayscale_and_train_alias(tmp_path: Path) -> None:
+    out = tmp_path / "g"
+    run("train", TRAINING_DATA, 2, 8, out, *TINY, "--grayscale")
+    assert load_checkpoint(out)["channels"] == 1
+    run("generate", out, 1, tmp_path / "img", "--quiet")
+    assert Image.open(tmp_path / "img" / "seed000000.png").mode == "L"
+
+
+def error_of(*args: object) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    assert "Traceback" not in result.output
+    return result.output
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no images found" in error_of("training", empty, 2, 8, tmp_path / "o1")
+    mixed = tmp_path / "mixed"
+    make_image(mixed / "a.png", (32, 32))
+    make_image(mixed / "b.png", (64, 64))
+    assert "isic_dataset.py transform" in error_of("training", mixed, 2, 8, tmp_path / "o2")
+    oblong = tmp_path / "oblong"
+    make_image(oblong / "a.png", (40, 32))
+    assert "must be square" in error_of("training", oblong, 2, 8, tmp_path / "o3")
+    assert "4 or 5 times a power of two" in error_of("training", mixed, 2, 8, tmp_path / "o4",
+                                                     "--resolution", "48")
+    out = train_tiny(tmp_path / "done", 1)
+    msg = error_of("training", TRAINING_DATA, 2, 8, out, *TINY)
+    assert "not empty" in msg and "gancontrol.py resume" in msg
+    train_tiny(out, 1, "--overwrite")  # --overwrite starts over
+    assert "no such checkpoint" in error_of("generate", tmp_path / "nothing.pt", 1, tmp_path / "g")
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    assert "not a gancontrol checkpoint" in error_of("generate", foreign, 1, tmp_path / "g")
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x80\x04 definitely not a checkpoint")
+    assert "not a gancontrol checkpoint" in error_of("generate", junk, 1, tmp_path / "g")
+    assert "--loss" in error_of("training", TRAINING_DATA, 2, 8, tmp_path / "o5", "--loss", "nope")
+    assert "must not be inside" in error_of("training", mixed, 2, 8, mixed / "run")
+
+
+def test_unreadable_files_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for i in range(4):
+        make_image(data / f"ok{i}.png", (32, 32), seed=i)
+    (data / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["training", str(data), "1", "4", str(out), *TINY])
+    assert result.exit_code == 0
+    assert "broken.jpg" in (out / "log.txt").read_text()
+
+
+def test_non_finite_loss_stops_and_names_the_step(tmp_path: Path) -> None:
+    out = tmp_path / "nan"
+    # A WGAN critic with an absurd learning rate overflows after a few steps.
+    msg = error_of("training", TRAINING_DATA, 20, 8, out, *TINY, "--preset", "classic", "--loss", "wgan",
+                   "--lr-d", "1e12",
+                   "--checkpoint-every", "1", "--precision", "fp32")
+    assert "became" in msg and "last good checkpoint" in msg, msg
+    step = int(msg.split(" at step ")[1].split(";")[0])
+    ckpt = load_checkpoint(out)
+    assert step >= 2 and ckpt["step"] < step
+    assert all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, str(REPO / "gancontrol.py"), "training", str(TRAINING_DATA), "100000", "8",
+           str(out), *TINY, "--log-every", "1", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while not (out / "stats.jsonl").exists() or len((out / "stats.jsonl").read_text().splitlines()) < 3:
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "gancontrol.py resume" in err
+    step = load_checkpoint(out)["step"]
+    assert 3 <= step < 100000
+    assert not list(out.glob(".partial-*"))
+
+
+def test_too_large_for_memory_streams_from_disk(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "s", 2, "--max-memory-gb", "0.000001")
+    assert "streaming them from disk" in (out / "log.txt").read_text()
+    assert load_checkpoint(out)["step"] == 2
+
+
+def test_device_cuda_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    msg = error_of("training", TRAINING_DATA, 1, 8, tmp_path / "c", *TINY, "--device", "cuda")
+    assert "no CUDA GPU" in msg
