@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""img2dist.py: how similar are these images, and do the fakes look like the reals?
+
+\b
+  distance   the 2018 color-palette distance between two images
+  embedding  a 2-D map of folders of images (MDS, t-SNE, PCA) with group statistics
+  quality    paired measures (PSNR, SSIM, ...), SWD, precision/recall, FID/KID of fakes vs reals
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from dcgan.analysis.embed import EMBEDDINGS
+from dcgan.analysis.features import FEATURES
+from dcgan.analysis.quality import DISTRIBUTION_METRICS, PAIRED_METRICS, PR_FEATURES
+from dcgan.cli import comma_list, user_errors
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+# Options shared by the commands that compute color palettes.
+centroids_option = click.option("--centroids", type=click.IntRange(min=1), default=5, show_default=True,
+                                 help="Colors per image (k of the k-means color quantization).")
+sample_option = click.option("--sample-points", type=click.FloatRange(0, 1, min_open=True), default=0.3,
+                             show_default=True, help="Fraction of each image's pixels k-means is fitted on.")
+seed_option = click.option("--seed", type=int, default=0, show_default=True,
+                           help="Random seed (pixel samples, k-means seeding, pairings, projections).")
+cache_option = click.option("--cache", "cache", type=click.Path(file_okay=False), default=None,
+                            help="Feature cache folder [default: $XDG_CACHE_HOME/isic-gan or "
+                                 "~/.cache/isic-gan].")
+no_cache_option = click.option("--no-cache", is_flag=True, help="Neither read nor write the feature cache.")
+
+
+def _cache_dir(cache: str | None, no_cache: bool) -> Path | None:
+    from dcgan.analysis.cache import default_cache_dir
+
+    if no_cache:
+        return None
+    return Path(cache) if cache else default_cache_dir()
+
+
+@click.group(help=__doc__, context_settings=CONTEXT)
+def cli() -> None:
+    pass
+
+
+@cli.command()
+@click.argument("src_img", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dest_img", type=click.Path(exists=True, dir_okay=False))
+@centroids_option
+@sample_option
+@seed_option
+@click.option("--symmetric", is_flag=True, help="Average the distances in both directions.")
+@cache_option
+@no_cache_option
+@user_errors
+def distance(src_img: str, dest_img: str, centroids: int, sample_points: float, seed: int, symmetric: bool,
+             cache: str | None, no_cache: bool) -> None:
+    """Print the distance from SRC_IMG to DEST_IMG.
+
+    Each image is quantized to --centroids colors (k-means on RGB in [0, 1], fitted on a random
+    --sample-points fraction of its pixels); the distance is the sum, over the centroids of SRC_IMG,
+    of the Euclidean distance to the nearest centroid of DEST_IMG. 0 for identical images.
+
+    \b
+    Example:
+      python img2dist.py distance a.jpg b.jpg --centroids 5 --symmetric
+    """
+    from dcgan.analysis.cache import FeatureCache
+    from dcgan.analysis.color import image_distance
+
+    folder = _cache_dir(cache, no_cache)
+    store = FeatureCache(folder, f"color-k{centroids}-s{sample_points:g}-seed{seed}")
+    d = image_distance(Path(src_img), Path(dest_img), centroids, sample_points, seed, symmetric, store)
+    click.echo(f"{d:.6f}")
+
+
+@cli.command()
+@click.argument("output_image", type=click.Path(dir_okay=False))
+@click.argument("image_path", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--method", type=click.Choice(list(EMBEDDINGS)), default="mds", show_default=True,
+              help="mds and tsne embed the distances; pca the feature vectors.")
+@click.option("--features", type=click.Choice(list(FEATURES)), default="color", show_default=True,
+              help="color: k-means palettes and the 2018 distance; pixels: downscaled images.")
+@centroids_option
+@sample_option
+@click.option("--pixel-size", type=click.IntRange(min=2), default=32, show_default=True,
+              help="Side of the downscaled images for --features pixels.")
+@click.option("--limits", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Symmetric axis limits: both axes span [-L, L].")
+@click.option("--group", is_flag=True, help="Each IMAGE_PATH is a group with its own color.")
+@click.option("--group-labels", is_flag=True,
+              help="Label only the image nearest each group's center (with the group name); show a legend.")
+@click.option("--skip-labels", is_flag=True, help="No point labels.")
+@click.option("--legend", is_flag=True, help="Show a legend of the groups.")
+@click.option("--real", type=click.Path(exists=True), default=None,
+              help="The IMAGE_PATH holding real images: adds fakes-vs-reals statistics (implies --group).")
+@click.option("--mds-iterations", type=click.IntRange(min=0), default=None,
+              help="SMACOF iterations refining classical MDS; stops early once converged; 0 = classical "
+                   "MDS only [default: 100, fewer above ~4,500 images: O(n^2) each].")
+@seed_option
+@cache_option
+@no_cache_option
+@click.option("--quiet", "-q", is_flag=True, help="Print no statistics table.")
+@user_errors
+def embedding(output_image: str, image_path: tuple[str, ...], method: str, features: str, centroids: int,
+              sample_points: float, pixel_size: int, limits: float | None, group: bool, group_labels: bool,
+              skip_labels: bool, legend: bool, real: str | None, mds_iterations: int | None, seed: int,
+              cache: str | None, no_cache: bool, quiet: bool) -> None:
+    """Embed the images of IMAGE_PATH... in 2-D and plot them to OUTPUT_IMAGE (png, jpg, pdf, svg).
+
+    IMAGE_PATH items are image files or folders (searched recursively). Beside the plot go
+    OUTPUT.csv (path, group, x, y), OUTPUT.npy (the distance matrix) and OUTPUT.json (group
+    statistics: spreads, mean distances between groups, silhouette; with --real, nearest-real
+    distances, likely copies and a 1-NN two-sample test). The statistics are also printed.
+
+    \b
+    Examples:
+      python img2dist.py embedding map.png training_data
+      python img2dist.py embedding map.png reals/ fakes-a/ fakes-b/ --group-labels --real reals/
+      python img2dist.py embedding map.pdf reals/ fakes/ --group --legend --method tsne --features pixels
+    """
+    from dcgan.analysis.embed import EmbedOptions
+    from dcgan.analysis.features import FeatureOptions
+    from dcgan.analysis.report import EmbeddingOptions, embed_images
+
+    opts = EmbeddingOptions(
+        features=features, method=method,
+        feature=FeatureOptions(centroids=centroids, sample_points=sample_points, seed=seed,
+                               pixel_size=pixel_size, cache_dir=_cache_dir(cache, no_cache)),
+        embed=EmbedOptions(seed=seed, mds_iterations=mds_iterations),
+        group=group, group_labels=group_labels, skip_labels=skip_labels, legend=legend, limits=limits,
+        real=real)
+    result = embed_images(output_image, image_path, opts)
+    for message in result.skipped:
+        click.echo(f"skipped {message}", err=True)
+    if not quiet:
+        click.echo(result.table)
+    click.echo(f"{len(result.features.paths)} images -> {result.outputs['plot']} "
+               f"(+ {result.outputs['csv'].name}, {result.outputs['distances'].name}, "
+               f"{result.outputs['json'].name})")
+
+
+@cli.command()
+@click.argument("real_path", type=click.Path(exists=True))
+@click.argument("fake_path", type=click.Path(exists=True))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the report as JSON to this file.")
+@click.option("--metrics", default="",
+              help=f"Comma-separated subset of: {', '.join([*PAIRED_METRICS, *DISTRIBUTION_METRICS])} "
+                   "[default: all].")
+@click.option("--pr-k", type=click.IntRange(min=1), default=3, show_default=True,
+              help="k of the k-NN precision/recall.")
+@click.option("--pr-feature", type=click.Choice(list(PR_FEATURES)), default="pixels",
+              show_default=True, help="Feature for precision/recall (no download needed).")
+@click.option("--inception-weights", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Local Inception-v3 state_dict for FID/KID (pt_inception-2015-12-05 for comparable FIDs).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@seed_option
+@user_errors
+def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, pr_k: int, pr_feature: str,
+            inception_weights: str | None, batch_size: int, seed: int) -> None:
+    """Measure how much the images in FAKE_PATH look like those in REAL_PATH.
+
+    Paired measures (piqa: PSNR, SSIM, MS-GMSD, MDSI, HaarPSI) of every fake against a random real;
+    the sliced Wasserstein distance of Laplacian-pyramid patches; k-NN precision and recall; and FID
+    and KID when --inception-weights names a local file (nothing is downloaded). Reals are resized
+    to the fakes' size when they differ.
+
+    \b
+    Example:
+      python img2dist.py quality training_data generated/ --json quality.json
+    """
+    from dcgan.analysis.quality import QualityOptions, format_quality, quality_report
+    from dcgan.files import write_json
+
+    report = quality_report(real_path, fake_path, QualityOptions(
+        metrics=comma_list(metrics), seed=seed, pr_k=pr_k, pr_feature=pr_feature,
+        inception_weights=inception_weights, batch_size=batch_size))
+    for side in ("real", "fake"):
+        for message in report[side]["skipped"]:
+            click.echo(f"skipped {message}", err=True)
+    click.echo(format_quality(report))
+    if json_out:
+        write_json(json_out, report)
+        click.echo(f"-> {json_out}")
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,128 @@
+"""dcgan.analysis.color: batched k-means palettes and the 2018 centroid distance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dcgan.analysis.cache import FeatureCache
+from dcgan.analysis.color import (
+    batched_kmeans,
+    canonical_vectors,
+    image_distance,
+    image_palettes,
+    palette_distances,
+)
+from dcgan.errors import UserError
+from tests.conftest import make_image
+
+
+def _brute_force(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros((len(a), len(b)))
+    for i in range(len(a)):
+        for j in range(len(b)):
+            out[i, j] = sum(min(np.linalg.norm(ca - cb) for cb in b[j]) for ca in a[i])
+    return out
+
+
+def test_palette_distances_match_the_2018_definition() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.random((6, 5, 3)), rng.random((4, 3, 3))
+    np.testing.assert_allclose(palette_distances(a, b), _brute_force(a, b), atol=2e-5)
+    d = palette_distances(a)
+    assert np.all(np.diag(d) == 0)
+    assert np.all(d[~np.eye(6, dtype=bool)] > 0)
+    assert not np.allclose(d, d.T)  # the 2018 distance is not symmetric
+
+
+def test_batched_kmeans_finds_planted_colors() -> None:
+    rng = np.random.default_rng(1)
+    colors = np.array([[0.1, 0.1, 0.1], [0.9, 0.2, 0.2], [0.2, 0.8, 0.9]], np.float32)
+    samples = []
+    for n in (3000, 500, 4000):  # different sizes share one call
+        pts = colors[rng.integers(0, 3, n)] + rng.normal(0, 0.02, (n, 3)).astype(np.float32)
+        samples.append(pts[rng.permutation(n)].astype(np.float32))
+    centers = batched_kmeans(samples, rng.random((3, 3)), 3)
+    for c in centers:
+        found = np.sort(canonical_vectors(c[None])[0].reshape(3, 3), axis=0)
+        np.testing.assert_allclose(found, np.sort(colors, axis=0), atol=0.02)
+
+
+def test_flat_image_gets_its_color(tmp_path: Path) -> None:
+    path = make_image(tmp_path / "flat.png", color=(255, 0, 0))
+    pal = image_palettes([path], k=5)
+    np.testing.assert_allclose(pal.centroids[0], np.tile([1.0, 0.0, 0.0], (5, 1)), atol=1e-6)
+
+
+def test_palette_does_not_depend_on_the_other_images(tmp_path: Path) -> None:
+    paths = [make_image(tmp_path / f"n{i}.png", size=(40 + 7 * i, 30), seed=i) for i in range(5)]
+    alone = image_palettes(paths[2:3]).centroids[0]
+    together = image_palettes(paths).centroids[2]
+    assert np.array_equal(alone, together)
+
+
+def test_identical_files_share_one_palette(tmp_path: Path) -> None:
+    a = make_image(tmp_path / "a" / "x.png", seed=3)
+    b = tmp_path / "b" / "copy.png"
+    b.parent.mkdir()
+    b.write_bytes(a.read_bytes())
+    other = make_image(tmp_path / "c.png", seed=4)
+    pal = image_palettes([a, other, b])
+    assert np.array_equal(pal.centroids[0], pal.centroids[2])
+    assert palette_distances(pal.centroids)[0, 2] == 0
+
+
+def test_modes_sizes_and_unreadable_files(tmp_path: Path) -> None:
+    paths = [make_image(tmp_path / "rgb.png", size=(50, 20), seed=1),
+             make_image(tmp_path / "gray.png", size=(9, 31), seed=2, mode="L"),
+             make_image(tmp_path / "rgba.png", seed=3, mode="RGBA"),
+             make_image(tmp_path / "pal.png", seed=4, mode="P"),
+             make_image(tmp_path / "tiny.png", size=(2, 1), seed=5)]
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "empty.png").write_bytes(b"")
+    pal = image_palettes([*paths, tmp_path / "broken.jpg", tmp_path / "empty.png"], k=4)
+    assert [p.name for p in pal.paths] == [p.name for p in paths]
+    assert pal.centroids.shape == (5, 4, 3)
+    assert np.isfinite(pal.centroids).all()
+    assert len(pal.skipped) == 2
+    assert any("broken.jpg" in s for s in pal.skipped) and any("empty.png" in s for s in pal.skipped)
+
+
+def test_image_distance_properties(tmp_path: Path) -> None:
+    a = make_image(tmp_path / "a.png", seed=1)
+    b = make_image(tmp_path / "b.png", color=(10, 200, 30))
+    assert image_distance(a, a) == 0
+    assert image_distance(a, b) > 0
+    assert image_distance(a, b, symmetric=True) == pytest.approx(image_distance(b, a, symmetric=True))
+    assert image_distance(a, b, symmetric=True) == pytest.approx((image_distance(a, b)
+                                                                  + image_distance(b, a)) / 2)
+    with pytest.raises(UserError, match="centroids"):
+        image_distance(a, b, k=0)
+    (tmp_path / "bad.png").write_bytes(b"xx")
+    with pytest.raises(UserError, match=r"bad\.png"):
+        image_distance(a, tmp_path / "bad.png")
+
+
+def test_canonical_vectors_ignore_centroid_order() -> None:
+    c = np.random.default_rng(2).random((1, 5, 3)).astype(np.float32)
+    assert np.array_equal(canonical_vectors(c), canonical_vectors(c[:, ::-1]))
+
+
+def test_cached_palettes_equal_fresh_ones(tmp_path: Path) -> None:
+    paths = [make_image(tmp_path / f"i{i}.png", seed=i) for i in range(3)]
+    cache = FeatureCache(tmp_path / "cache", "color-test")
+    fresh = image_palettes(paths, cache=cache)
+    assert fresh.cache_hits == 0
+    again = image_palettes(paths, cache=FeatureCache(tmp_path / "cache", "color-test"))
+    assert again.cache_hits == 3
+    assert np.array_equal(fresh.centroids, again.centroids)
+
+
+def test_gray_image_is_gray(tmp_path: Path) -> None:
+    path = tmp_path / "g.png"
+    Image.fromarray(np.full((10, 10), 128, np.uint8), mode="L").save(path)
+    c = image_palettes([path], k=2).centroids[0]
+    np.testing.assert_allclose(c, 128 / 255, atol=1e-6)

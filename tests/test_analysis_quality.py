@@ -1,0 +1,158 @@
+"""dcgan.analysis.quality and inception: SWD, precision/recall, paired piqa measures, FID/KID."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dcgan.analysis.quality import (
+    PR_FEATURES,
+    QualityOptions,
+    format_quality,
+    laplacian_pyramid,
+    paired_measures,
+    pr_features,
+    precision_recall,
+    quality_report,
+    sliced_wasserstein,
+)
+from tests.conftest import REPO, make_image
+
+
+def noise(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+
+
+def smooth(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
+    """Soft color gradients: no high-frequency content at all, unlike `noise`."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, size)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        a, b = rng.uniform(40, 215, 3), rng.uniform(-40, 40, 3)
+        out[i] = np.clip(a + b * ramp[:, None, None] + b * ramp[None, :, None], 0, 255)
+    return out
+
+
+def test_quality_module_is_cheap_to_import() -> None:
+    code = ("import sys, dcgan.analysis.quality; heavy = {'torch', 'piqa', 'matplotlib', 'sklearn'}; "
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_laplacian_pyramid_is_a_perfect_reconstruction_for_smooth_images() -> None:
+    img = smooth(2, 33).astype(np.float32)  # odd size on purpose
+    pyr = laplacian_pyramid(img, 3)
+    assert [p.shape[1] for p in pyr] == [33, 17, 9]
+    assert np.abs(pyr[0]).mean() < np.abs(img).mean() / 20  # band-pass levels of a smooth image are small
+
+
+def test_sliced_wasserstein() -> None:
+    a, b = noise(12, seed=1), smooth(12, seed=2)
+    same = sliced_wasserstein(a, a.copy())
+    assert same["mean"] == 0 and list(same["levels"]) == ["32x32", "16x16"]
+    assert sliced_wasserstein(a, noise(20, seed=3))["mean"] < sliced_wasserstein(a, b)["mean"] / 3
+    assert sliced_wasserstein(a, b, seed=1)["mean"] == pytest.approx(sliced_wasserstein(a, b, seed=2)["mean"],
+                                                                     rel=0.2)
+    gray = sliced_wasserstein(a[..., :1], b[..., :1])  # (N, H, W, 1) works too
+    assert gray["mean"] > 0
+    with pytest.raises(ValueError, match="uint8"):
+        sliced_wasserstein(a.astype(np.float32), b)
+    with pytest.raises(ValueError, match="smaller than"):
+        sliced_wasserstein(noise(2, 5), noise(2, 5))
+
+
+def test_precision_recall() -> None:
+    rng = np.random.default_rng(0)
+    real = rng.normal(0, 1, (200, 4))
+    assert precision_recall(real, real.copy(), k=3) == (1.0, 1.0)
+    assert precision_recall(real, rng.normal(50, 1, (30, 4)), k=3) == (0.0, 0.0)
+    # Fakes collapsed onto a small part of the real distribution: precise, but poor recall.
+    p, r = precision_recall(real, rng.normal(0, 0.1, (200, 4)), k=3)
+    assert p > 0.9 and r < 0.3
+    with pytest.raises(ValueError, match="more than k"):
+        precision_recall(real[:3], real, k=3)
+
+
+@pytest.mark.parametrize("kind", list(PR_FEATURES))
+def test_pr_features(kind: str) -> None:
+    images = noise(5, 24)
+    f = pr_features(images, kind)
+    assert f.shape[0] == 5 and f.dtype == np.float32 and np.isfinite(f).all()
+    assert not np.allclose(f, pr_features(smooth(5, 24), kind))
+    assert pr_features(images[..., :1], kind).shape[0] == 5  # grayscale
+
+
+def test_paired_measures_identical_and_different() -> None:
+    a = smooth(3, 64, seed=4)
+    same = paired_measures(a[:1].repeat(3, 0), a[:1].repeat(3, 0))["metrics"]
+    assert same["ssim"]["mean"] == pytest.approx(1.0, abs=1e-4)
+    assert same["psnr"]["mean"] > 60
+    assert same["ms-gmsd"]["mean"] == pytest.approx(0.0, abs=1e-4)
+    assert same["haarpsi"]["mean"] == pytest.approx(1.0, abs=1e-3)
+    different = paired_measures(noise(3, 64), a)["metrics"]
+    assert different["ssim"]["mean"] < 0.2 and different["psnr"]["mean"] < 15
+    assert different["mdsi"]["mean"] > same["mdsi"]["mean"]
+    for name in ("ssim", "psnr", "haarpsi"):
+        assert different[name]["higher_is_better"]
+
+
+def test_quality_report_resizes_reals_and_says_so(tmp_path: Path) -> None:
+    for i in range(5):
+        make_image(tmp_path / "reals" / f"r{i}.png", size=(40, 40), seed=i)
+        make_image(tmp_path / "fakes" / f"f{i}.png", size=(32, 32), color=(30 * i, 90, 160))
+    report = quality_report(str(tmp_path / "reals"), str(tmp_path / "fakes"),
+                            QualityOptions(metrics=["swd", "precision-recall", "psnr"], pr_k=2))
+    assert report["size"] == [32, 32] and report["real"]["resized"] == 5
+    assert "resized 5 of 5 images" in report["notes"][0]
+    assert report["swd"]["mean"] > 0 and set(report["paired"]["metrics"]) == {"psnr"}
+    assert report["precision_recall"]["precision"] < 0.5
+    assert "fid_kid" not in report
+    text = format_quality(report)
+    assert "resized" in text and "precision" in text and "sliced Wasserstein" in text
+
+
+def test_fid_kid_run_with_a_local_random_inception(tmp_path: Path) -> None:
+    """Random weights prove the code path, not the numbers (those need the pt_inception weights)."""
+    import torch
+    from torchvision.models import inception_v3
+
+    from dcgan.analysis.inception import frechet_distance, kernel_inception_distance, load_inception
+
+    torch.manual_seed(0)
+    weights = tmp_path / "pt_inception-like.pth"
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008)
+    torch.save(net.state_dict(), weights)
+    model, fid_protocol = load_inception(weights)
+    assert fid_protocol and type(model.Mixed_7c).__name__ == "FIDInceptionEMax"
+    for i in range(2):
+        make_image(tmp_path / "reals" / f"r{i}.png", size=(32, 32), seed=i)
+        make_image(tmp_path / "fakes" / f"f{i}.png", size=(32, 32), color=(60 * i, 90, 160))
+    report = quality_report(str(tmp_path / "reals"), str(tmp_path / "fakes"),
+                            QualityOptions(metrics=["fid-kid"], inception_weights=str(weights)))
+    fk = report["fid_kid"]
+    assert np.isfinite(fk["fid"]) and np.isfinite(fk["kid_mean"])
+    assert "pt_inception" in fk["protocol"] and "FID" in format_quality(report)
+    rng = np.random.default_rng(0)
+    feats, same_law = rng.normal(size=(200, 8)), rng.normal(size=(200, 8))
+    shifted = rng.normal(1, 1, (200, 8))
+    assert abs(kernel_inception_distance(feats, same_law, subsets=5)[0]) < 0.05
+    assert kernel_inception_distance(feats, shifted, subsets=5)[0] > 0.5
+    assert frechet_distance(feats, feats) == pytest.approx(0, abs=1e-9)
+
+
+@pytest.mark.parametrize("n", [20, 300])  # fewer and more samples than dimensions
+def test_frechet_distance_matches_the_textbook_formula(n: int) -> None:
+    from dcgan.analysis.inception import frechet_distance
+
+    rng = np.random.default_rng(n)
+    a, b = rng.normal(size=(n, 30)), rng.normal(0.3, 1.5, size=(n + 7, 30)) @ rng.normal(size=(30, 30))
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    expected = (((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s_a) + np.trace(s_b)
+                - 2 * np.sqrt(np.clip(np.linalg.eigvals(s_a @ s_b).real, 0, None)).sum())
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)

@@ -1,0 +1,162 @@
+"""img2dist.py through click's CliRunner: distance, embedding, quality, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from dcgan.analysis.embed import EMBEDDINGS
+from dcgan.analysis.features import FEATURES
+from img2dist import cli
+from tests.conftest import REPO, make_image
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Never touch the user's ~/.cache: the default cache folder lives in the test's tmp_path."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "isic-gan"
+
+
+def run(*args: object) -> Result:
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def groups(tmp_path: Path) -> list[Path]:
+    for i in range(4):
+        make_image(tmp_path / "reals" / f"r{i}.png", size=(20, 20), seed=i)
+        make_image(tmp_path / "fakes" / "sub" / f"f{i}.jpg", size=(24, 18), color=(200, 30 + 10 * i, 40))
+    return [tmp_path / "reals", tmp_path / "fakes"]
+
+
+def test_distance_command(tmp_path: Path, private_cache: Path) -> None:
+    a = make_image(tmp_path / "a.png", seed=1)
+    b = make_image(tmp_path / "b.png", color=(0, 0, 255))
+    assert float(run("distance", a, a).output) == 0
+    ab, ba = float(run("distance", a, b).output), float(run("distance", b, a).output)
+    assert ab > 0 and ba > 0 and ab != ba
+    sym_ab = float(run("distance", a, b, "--symmetric").output)
+    sym_ba = float(run("distance", b, a, "--symmetric").output)
+    assert sym_ab == sym_ba == pytest.approx((ab + ba) / 2, abs=2e-6)
+    assert float(run("distance", a, b, "--centroids", "2", "--no-cache").output) > 0
+    assert list(private_cache.glob("color-k5-*.npz"))
+
+
+def test_embedding_writes_plot_csv_npy_json(tmp_path: Path, groups: list[Path]) -> None:
+    out = tmp_path / "out" / "map.png"
+    result = run("embedding", out, *groups, "--group", "--real", groups[0], "--cache", tmp_path / "c")
+    assert result.exit_code == 0, result.output
+    assert "silhouette" in result.output and "1-NN" in result.output
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    rows = list(csv.DictReader(out.with_suffix(".csv").open()))
+    assert [r["group"] for r in rows] == ["reals"] * 4 + ["fakes"] * 4
+    assert rows[4]["path"].endswith("f0.jpg")
+    d = np.load(out.with_suffix(".npy"))
+    assert d.shape == (8, 8) and np.allclose(d, d.T) and np.all(np.diag(d) == 0)
+    info = json.loads(out.with_suffix(".json").read_text())
+    assert info["images"] == 8 and info["groups"] == ["reals", "fakes"] and info["method"] == "mds"
+    stats = info["statistics"]
+    assert [g["size"] for g in stats["groups"]] == [4, 4]
+    assert stats["real_vs_fake"]["real"] == "reals"
+    fake = stats["real_vs_fake"]["fakes"][0]
+    assert fake["group"] == "fakes" and 0 <= fake["one_nn_accuracy"] <= 1
+    assert len(fake["closest_pairs"]) == 4
+    coords = np.array([[float(r["x"]), float(r["y"])] for r in rows])
+    for g, group in enumerate(stats["groups"]):
+        pts = coords[g * 4:(g + 1) * 4]
+        assert group["spread_embedding"] == pytest.approx(np.linalg.norm(pts - pts.mean(0), axis=1).mean(),
+                                                          rel=1e-4)
+
+
+@pytest.mark.parametrize("method", list(EMBEDDINGS))
+@pytest.mark.parametrize("features", list(FEATURES))
+def test_every_method_and_feature_kind(tmp_path: Path, groups: list[Path], method: str,
+                                       features: str) -> None:
+    result = run("embedding", tmp_path / "m.pdf", *groups, "--method", method, "--features", features,
+                 "--group-labels", "--no-cache", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "m.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_second_run_hits_the_cache(tmp_path: Path, groups: list[Path], private_cache: Path) -> None:
+    from dcgan.analysis.features import FeatureOptions
+    from dcgan.analysis.report import EmbeddingOptions, embed_images
+
+    assert run("embedding", tmp_path / "a.png", *groups, "-q").exit_code == 0
+    assert list(private_cache.glob("color-*.npz"))
+    opts = EmbeddingOptions(feature=FeatureOptions(cache_dir=private_cache, progress=False))
+    result = embed_images(tmp_path / "b.png", [str(g) for g in groups], opts)
+    assert result.features.cache_hits == 8
+    first = np.load(tmp_path / "a.npy")
+    np.testing.assert_array_equal(first, result.features.distances)
+
+
+def test_unreadable_files_are_skipped_and_named(tmp_path: Path, groups: list[Path]) -> None:
+    (groups[0] / "broken.png").write_bytes(b"\x89PNG broken")
+    result = CliRunner().invoke(cli, ["embedding", str(tmp_path / "m.png"), *map(str, groups), "-q"])
+    assert result.exit_code == 0
+    assert "skipped" in result.output and "broken.png" in result.output
+    assert json.loads((tmp_path / "m.json").read_text())["images"] == 8
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["embedding", "m.png", "{one}"], "at least 3 readable images"),
+    (["embedding", "m.png", "{bad}"], "found 0 (1 unreadable)"),
+    (["embedding", "m.png", "{reals}", "--features", "pixels", "{bad}", "--group"],
+     "no readable images in bad.png"),
+    (["embedding", "m.txt", "{reals}"], "the plot must end in one of"),
+    (["embedding", "m.png", "{reals}", "--real", "{fakes}"], "must be one of the IMAGE_PATH"),
+    (["embedding", "m.png", "{empty}"], "no images found"),
+    (["distance", "{bad}", "{one}"], "not a readable image"),
+    (["quality", "{reals}", "{empty}"], "no images found"),
+    (["quality", "{reals}", "{fakes}", "--metrics", "fid,nope"], "unknown metric"),
+    (["quality", "{reals}", "{fakes}", "--metrics", "fid-kid", "--inception-weights", "{bad}"],
+     "not a loadable state_dict"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path: Path, groups: list[Path], args: list[str],
+                                       message: str) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    places = {"one": make_image(tmp_path / "one" / "x.png"), "reals": groups[0], "fakes": groups[1],
+              "empty": tmp_path / "empty", "bad": tmp_path / "bad.png"}
+    args = [a.format(**places) if a.startswith("{") else a for a in args]
+    args = [str(tmp_path / a) if a.startswith("m.") else a for a in args]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
+
+
+def test_help_lists_the_registries() -> None:
+    out = run("embedding", "--help").output
+    assert all(name in out for name in EMBEDDINGS) and all(name in out for name in FEATURES)
+    out = "".join(run("quality", "--help").output.split())  # help text wraps at hyphens
+    assert all(name in out for name in ("psnr", "ssim", "ms-gmsd", "mdsi", "haarpsi", "swd", "fid-kid"))
+
+
+def test_cli_start_does_not_import_heavy_modules() -> None:
+    code = ("import sys, img2dist; heavy = {'torch', 'piqa', 'matplotlib', 'sklearn', 'scipy'}; "
+            "print(sorted(heavy & {m.split('.')[0] for m in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_quality_command_on_identical_folders(tmp_path: Path) -> None:
+    for i in range(4):
+        make_image(tmp_path / "same" / f"s{i}.png", size=(48, 48), seed=7)  # four copies of one image
+    out = tmp_path / "q.json"
+    result = run("quality", tmp_path / "same", tmp_path / "same", "--json", out)
+    assert result.exit_code == 0, result.output
+    assert "FID/KID skipped" in result.output and "ssim" in result.output
+    report = json.loads(out.read_text())
+    assert report["paired"]["metrics"]["ssim"]["mean"] == pytest.approx(1.0, abs=1e-4)
+    assert report["swd"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert report["precision_recall"]["precision"] == 1.0 == report["precision_recall"]["recall"]
