@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""Small-data quality: the 2018 recipe (`--preset classic`) against `--preset small-data`.
+
+Run from the repository root:  .venv/bin/python bench/quality.py [--steps 2000] [--batch 32]
+
+Trains at 64x64 on ../shared/data/isic/all-64 (398 real ISIC images; falls back to the 54 of
+training_data/, resized) with the same CPU budget for each preset (same steps and batch), two seeds
+each, then scores 400 generated images against the reals with the measures of `img2dist.py
+quality`: the sliced Wasserstein distance on Laplacian-pyramid patches (x 1e3, lower is better) and
+k-NN precision/recall on 16x16 downscaled pixels. The overview grids of the runs (seed 0) are copied
+to docs/images/ for the README. When ../shared/data/seed-dcgan-100k exists, the 54 samples of the
+2018 DCGAN after 100k GPU steps are scored the same way beside 54 of ours (the quality anchor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from dcgan.analysis.quality import load_image_set, pr_features, precision_recall, sliced_wasserstein  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+DOCS = REPO / "docs" / "images"
+
+
+def cli(*args: object) -> None:
+    subprocess.run([sys.executable, *map(str, args)], check=True, cwd=REPO)
+
+
+def score(real: object, fake_dir: Path) -> dict[str, float]:
+    fake = load_image_set(str(fake_dir), (64, 64)).images
+    swd = sliced_wasserstein(real.images, fake)["mean"]  # type: ignore[attr-defined]
+    precision, recall = precision_recall(pr_features(real.images), pr_features(fake))  # type: ignore[attr-defined]
+    return {"swd": swd, "precision": precision, "recall": recall}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--presets", default="classic,small-data")
+    ap.add_argument("--images", type=int, default=400, help="generated images scored per run")
+    ap.add_argument("--keep", default=None, help="folder to keep the run folders in")
+    args = ap.parse_args()
+    data = SHARED / "isic" / "all-64"
+    if not data.is_dir():
+        data = REPO / "training_data"
+    real = load_image_set(str(data), (64, 64))
+    print(f"real: {data} ({len(real.images)} images at 64x64); {args.steps} steps of {args.batch} per run")
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="isic-gan-quality-"))
+    results: dict[str, list[dict[str, float]]] = {}
+    for seed in args.seeds.split(","):
+        for preset in args.presets.split(","):
+            run = work / f"{preset}-seed{seed}"
+            t0 = time.perf_counter()
+            cli("gancontrol.py", "training", data, args.steps, args.batch, run, "--resolution", 64,
+                "--preset", preset, "--seed", seed, "--quiet", "--overwrite")
+            minutes = (time.perf_counter() - t0) / 60
+            fakes = work / f"{preset}-seed{seed}-fakes"
+            shutil.rmtree(fakes, ignore_errors=True)
+            cli("gancontrol.py", "generate", run, args.images, fakes, "--quiet")
+            s = score(real, fakes)
+            results.setdefault(preset, []).append(s)
+            print(f"{preset:>10} seed {seed}: SWD {s['swd']:7.1f}  precision {s['precision']:.3f}  "
+                  f"recall {s['recall']:.3f}  ({minutes:.1f} min)", flush=True)
+            if seed == args.seeds.split(",")[0]:
+                DOCS.mkdir(parents=True, exist_ok=True)
+                overview = work / f"{preset}-overview"
+                cli("gancontrol.py", "generate", run, 64, overview, "--overview", "--quiet")
+                grid = next(overview.glob("overview_*.png"))
+                shutil.copyfile(grid, DOCS / f"quality_{preset}.png")
+    print("\npreset       SWD (mean of seeds)  precision  recall")
+    for preset, rs in results.items():
+        swd, p, r = (statistics.mean(x[k] for x in rs) for k in ("swd", "precision", "recall"))
+        print(f"{preset:>10}  {swd:19.1f}  {p:9.3f}  {r:6.3f}")
+    if {"classic", "small-data"} <= results.keys():
+        ratio = statistics.mean(r["swd"] for r in results["small-data"]) / statistics.mean(
+            r["swd"] for r in results["classic"])
+        print(f"small-data SWD / classic SWD = {ratio:.2f} (target <= 0.7)")
+    anchor = SHARED / "seed-dcgan-100k"
+    if anchor.is_dir():
+        seed_set = load_image_set(str(anchor), (64, 64))
+        n = len(seed_set.images)
+        last = args.presets.split(",")[-1]
+        ours = load_image_set(str(work / f"{last}-seed{args.seeds.split(',')[0]}-fakes"), (64, 64)).images[:n]
+        swd_2018 = sliced_wasserstein(real.images, seed_set.images)["mean"]
+        swd_ours = sliced_wasserstein(real.images, ours)["mean"]
+        print(f"anchor, {n} images each against the reals: 2018 DCGAN after 100k GPU steps "
+              f"SWD {swd_2018:.1f}, ours ({last}, {args.steps} CPU steps) SWD {swd_ours:.1f}")
+    print(f"grids: {DOCS}/quality_<preset>.png; runs in {work}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Quality while training: SWD and k-NN precision/recall of the EMA generator against the reals.
+
+Uses the same functions as `img2dist.py quality` (dcgan.analysis.quality), on a fixed subset of
+the training images and fixed latents, so the numbers of successive evaluations are comparable and
+the lowest SWD marks the best checkpoint (`best.pt`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..analysis.quality import pr_features, precision_recall, sliced_wasserstein
+from ..generate import latents_for_seeds
+from .runlog import to_uint8
+from .trainer import Trainer
+
+EVAL_SEED_OFFSET = 1_000_000  # latents disjoint from the sample grids' seeds 0..grid_size-1
+
+
+class Evaluator:
+    """Holds the real reference set (decoded and featurised once) and scores the generator."""
+
+    def __init__(self, trainer: Trainer):
+        opts, data = trainer.opts, trainer.data
+        n = min(opts.eval_images, len(data))
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(opts.seed + 7))[:n]
+        self.real = data.batch(idx).permute(0, 2, 3, 1).numpy()  # (N, H, W, C) uint8
+        self.real_feats = pr_features(self.real)
+        self.labels = data.labels[idx] if trainer.num_classes else None
+        self.z = latents_for_seeds(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n), opts.z_dim)
+        self.best_swd = float("inf")
+
+    def __call__(self, trainer: Trainer) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        fake = to_uint8(trainer.sample(self.z, self.labels)).permute(0, 2, 3, 1).numpy()
+        swd = sliced_wasserstein(self.real, fake)
+        precision, recall = precision_recall(self.real_feats, pr_features(fake))
+        return {"step": trainer.step, "swd": swd["mean"], "precision": precision, "recall": recall,
+                "eval_images": len(fake), "eval_seconds": time.perf_counter() - t0}
+
+    def is_best(self, record: dict[str, Any]) -> bool:
+        if np.isfinite(record["swd"]) and record["swd"] < self.best_swd:
+            self.best_swd = record["swd"]
+            return True
+        return False

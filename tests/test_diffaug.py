@@ -1,0 +1,56 @@
+"""DiffAugment registry: each augmentation is random per image, differentiable and shape-preserving."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from dcgan.diffaug import AUGMENTATIONS, cutout, flip, make_augment, parse_policy, rot90, translation
+from dcgan.errors import UserError
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+def test_shape_gradient_and_per_image_randomness(name: str) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(8, 3, 16, 16, requires_grad=True) * 2 - 1
+    x.retain_grad()
+    y = AUGMENTATIONS[name](x)
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    copies = AUGMENTATIONS[name](x.detach()[:1].expand(16, -1, -1, -1).contiguous())
+    assert not all(torch.equal(copies[0], c) for c in copies[1:]), "every image should get its own draw"
+
+
+def test_translation_shifts_whole_pixels_and_fills_zeros() -> None:
+    torch.manual_seed(1)
+    x = torch.ones(64, 1, 8, 8)
+    y = translation(x)
+    zeros = (y == 0).flatten(1).sum(1)
+    assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
+    assert int(zeros.max()) > 0 and int(zeros.min()) == 0  # some shifted, some not
+
+
+def test_cutout_removes_a_quarter() -> None:
+    torch.manual_seed(2)
+    y = cutout(torch.ones(32, 3, 16, 16))
+    removed = (y[:, 0] == 0).flatten(1).sum(1).float()
+    # An 8x8 square (a quarter of the image) when fully inside, less at the borders.
+    assert int(removed.max()) == 64 and float(removed.min()) >= 16
+
+
+def test_flip_and_rot90_are_permutations_of_pixels() -> None:
+    torch.manual_seed(3)
+    x = torch.arange(16.0).view(1, 1, 4, 4).expand(32, 1, 4, 4).contiguous()
+    for f in (flip, rot90):
+        y = f(x)
+        assert torch.equal(y.flatten(1).sort(1).values, x.flatten(1).sort(1).values)
+        assert len({tuple(v.flatten().tolist()) for v in y}) > 1
+
+
+def test_policy_parsing() -> None:
+    assert parse_policy("none") == [] and make_augment("none") is None
+    names = [f.__name__ for f in parse_policy("color, translation,cutout")]
+    assert names == ["color", "translation", "cutout"]
+    with pytest.raises(UserError, match="unknown augmentation"):
+        parse_policy("color,zoom")

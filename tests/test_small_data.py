@@ -1,0 +1,98 @@
+"""Issue 5 features end to end: presets, class-conditional training, evaluation while training,
+latent walks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from dcgan.training.checkpoint import load_checkpoint
+from tests.conftest import TRAINING_DATA
+from tests.test_training import error_of, run, train_tiny
+
+
+def make_two_classes(root: Path, n: int = 24) -> Path:
+    """Reddish discs (malignant/) versus bluish squares (benign/) on light skin-like backgrounds."""
+    rng = np.random.default_rng(0)
+    for cls in ("benign", "malignant"):
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            img = Image.new("RGB", (32, 32), tuple(int(v) for v in rng.integers(200, 240, 3)))
+            draw = ImageDraw.Draw(img)
+            (cx, cy), r = rng.integers(8, 24, 2), int(rng.integers(5, 9))
+            box = [cx - r, cy - r, cx + r, cy + r]
+            if cls == "malignant":
+                draw.ellipse(box, fill=(int(rng.integers(150, 220)), 30, 40))
+            else:
+                draw.rectangle(box, fill=(30, 50, int(rng.integers(150, 220))))
+            img.save(root / cls / f"{i:03d}.png")
+    return root
+
+
+def mean_color(folder: Path, pattern: str = "*.png") -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p), float) for p in folder.glob(pattern)]).mean(axis=(0, 1, 2))
+
+
+def test_presets_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
+    small = json.loads((train_tiny(tmp_path / "a", 1) / "options.json").read_text())
+    assert (small["preset"], small["arch"], small["loss"], small["diffaug"], small["ema"]) == (
+        "small-data", "sngan", "hinge", "color,translation,cutout", 0.999)  # 54 images < 5,000
+    classic = json.loads((train_tiny(tmp_path / "b", 1, "--preset", "classic", "--lr-d", "0.0004")
+                          / "options.json").read_text())
+    assert (classic["arch"], classic["loss"], classic["diffaug"], classic["ema"], classic["lr_d"]) == (
+        "dcgan", "bce", "none", 0.0, 0.0004)
+    assert "--preset" in error_of("training", TRAINING_DATA, 1, 8, tmp_path / "c", "--preset", "fancy")
+
+
+def test_conditional_classes_are_generated_on_demand(tmp_path: Path) -> None:
+    data = make_two_classes(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    run("training", data, 200, 16, run_dir, "--conditional", "--z-dim", "16", "--g-channels", "16",
+        "--d-channels", "16", "--quiet")
+    assert load_checkpoint(run_dir)["class_names"] == ["benign", "malignant"]
+    for cls in ("benign", "malignant"):
+        run("generate", run_dir, 16, tmp_path / cls, "--class", cls, "--quiet")
+        assert len(list((tmp_path / cls).glob(f"{cls}_seed*.png"))) == 16
+    real = {c: mean_color(data / c) for c in ("benign", "malignant")}
+    fake = {c: mean_color(tmp_path / c) for c in ("benign", "malignant")}
+    for own, other in (("benign", "malignant"), ("malignant", "benign")):
+        assert np.linalg.norm(fake[own] - real[own]) < np.linalg.norm(fake[own] - real[other]), (own, fake)
+    assert fake["malignant"][0] - fake["malignant"][2] > fake["benign"][0] - fake["benign"][2] + 10
+    run("generate", run_dir, 5, tmp_path / "ov", "--overview", "--quiet")
+    (grid,) = (tmp_path / "ov").iterdir()
+    assert Image.open(grid).size == (5 * 34 + 2, 2 * 34 + 2)  # one row per class
+    assert "--class" in error_of("generate", run_dir, 2, tmp_path / "x")
+    assert "unknown" in error_of("generate", run_dir, 2, tmp_path / "x", "--class", "nevus")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in list((data / "benign").glob("*.png"))[:4]:
+        (flat / p.name).write_bytes(p.read_bytes())
+    assert "one subfolder per class" in error_of("training", flat, 1, 4, tmp_path / "y", "--conditional")
+
+
+def test_eval_every_logs_quality_and_keeps_best(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "ev", 4, "--eval-every", "2", "--eval-images", "16")
+    evals = [r for r in map(json.loads, (out / "stats.jsonl").read_text().splitlines()) if "swd" in r]
+    assert [e["step"] for e in evals] == [2, 4]
+    assert all(e["swd"] > 0 and 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1 for e in evals)
+    best = min(evals, key=lambda e: e["swd"])
+    assert load_checkpoint(out / "best.pt")["step"] == best["step"]
+    assert "SWD" in (out / "log.txt").read_text()
+
+
+def test_interpolation_writes_gif_and_strip(tmp_path: Path) -> None:
+    out = train_tiny(tmp_path / "r", 1)
+    run("generate", out, 3, tmp_path / "walk", "--interpolate", "4")
+    gif = Image.open(tmp_path / "walk" / "interpolation_seeds0-1-2.gif")
+    assert gif.n_frames == 12 and gif.size == (32, 32)
+    assert (tmp_path / "walk" / "interpolation_seeds0-1-2.png").exists()
+
+
+@pytest.mark.parametrize("policy", ["flip,rot90", "color,translation,cutout"])
+def test_diffaug_policies_train(tmp_path: Path, policy: str) -> None:
+    out = train_tiny(tmp_path / "d", 2, "--diffaug", policy)
+    assert json.loads((out / "options.json").read_text())["diffaug"] == policy
