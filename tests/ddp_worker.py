@@ -1,0 +1,34 @@
+"""Run by tests/test_distributed.py under torchrun: train, then save this rank's weights.
+
+Usage: torchrun --standalone --nproc_per_node=2 tests/ddp_worker.py DATA OUT DUMP_DIR [flags...]
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from dcgan.options import TrainOptions, merge_options
+from dcgan.training.loop import train
+
+
+def main() -> None:
+    data, out, dump = sys.argv[1:4]
+    flags = dict(zip(sys.argv[4::2], sys.argv[5::2], strict=True))
+    values = {k.lstrip("-").replace("-", "_"): (int(v) if v.isdigit() else v) for k, v in flags.items()}
+    opts = merge_options(TrainOptions(), {}, {"training_images": data, "output_dir": out, **values})
+    result = train(opts, progress=False)
+    assert result.trainer is not None
+    t = result.trainer
+    state = {f"{name}.{k}": v for name, m in (("G", t.G), ("D", t.D), ("G_ema", t.G_ema)) if m is not None
+             for k, v in m.state_dict().items()}
+    torch.save(state, Path(dump) / f"rank{os.environ['RANK']}.pt")
+
+
+if __name__ == "__main__":
+    main()
