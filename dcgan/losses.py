@@ -77,7 +77,7 @@ def ragan_g(real: Tensor | None, fake: Tensor) -> Tensor:
 
 def ralsgan_d(real: Tensor, fake: Tensor, t: float) -> Tensor:
     rr, ff = _ra(real, fake)
-    return ((rr - t) ** 2).mean() + ((ff + t) ** 2).mean()
+    return ((rr - t) ** 2).mean() + ((ff + 1.0) ** 2).mean()  # one-sided: only the real target moves
 
 
 def ralsgan_g(real: Tensor | None, fake: Tensor) -> Tensor:

@@ -16,6 +16,7 @@ import itertools
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .errors import UserError
@@ -42,14 +43,22 @@ def _widths(resolution: int, width: int) -> list[int]:
 
 
 def init_weights(module: nn.Module) -> None:
-    """The DCGAN paper's initialisation: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
+    """The DCGAN paper's initialisation: conv weights N(0, 0.02), BatchNorm gamma N(1, 0.02).
+
+    Under spectral norm `module.weight` is recomputed from `parametrizations.weight.original` on
+    every access, so the original is what gets initialised (writing into `.weight` would be lost).
+    """
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        weight = (module.parametrizations.weight.original if parametrize.is_parametrized(module, "weight")
+                  else module.weight)
+        nn.init.normal_(weight, 0.0, 0.02)
+        if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
+    elif isinstance(module, ConditionalBatchNorm2d):  # after its embeddings (apply visits children first)
+        module.reset_parameters()
 
 
 class ConditionalBatchNorm2d(nn.Module):
@@ -60,6 +69,10 @@ class ConditionalBatchNorm2d(nn.Module):
         self.bn = nn.BatchNorm2d(channels, affine=False)
         self.gamma = nn.Embedding(num_classes, channels)
         self.beta = nn.Embedding(num_classes, channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Per-class scales start near 1 and shifts at 0, so every class starts as plain BatchNorm."""
         nn.init.normal_(self.gamma.weight, 1.0, 0.02)
         nn.init.zeros_(self.beta.weight)
 

@@ -58,6 +58,22 @@ def test_label_smoothing_lowers_the_real_target(name: str) -> None:
     assert float(loss.d(r, f, 0.9)) > float(loss.d(r, f, 1.0))
 
 
+def _log_sigmoid(x: float) -> float:
+    return -math.log1p(math.exp(-x))
+
+
+@pytest.mark.parametrize(("name", "real", "fake", "value"), [
+    # real target 0.9, fake target untouched (one-sided smoothing, Salimans et al. 2016)
+    ("bce", 3.0, -3.0, -(0.9 * _log_sigmoid(3) + 0.1 * _log_sigmoid(-3)) - _log_sigmoid(3)),
+    ("lsgan", 1.0, 0.5, 0.5 * 0.1**2 + 0.5 * 0.5**2),
+    ("ragan", 1.0, 0.0, -(0.9 * _log_sigmoid(1) + 0.1 * _log_sigmoid(-1)) - _log_sigmoid(1)),
+    ("ralsgan", 1.0, 0.0, 0.1**2),  # the fake term (ff + 1)^2 is 0: its target stays -1
+])
+def test_label_smoothing_is_one_sided(name: str, real: float, fake: float, value: float) -> None:
+    d = LOSSES[name].d(logits(real, real), logits(fake, fake), 0.9)
+    assert float(d) == pytest.approx(value, abs=1e-6)
+
+
 class Linear(torch.nn.Module):
     """D(x) = <w, x>: its input gradient is w everywhere, so penalties are known in closed form."""
 

@@ -50,3 +50,30 @@ def test_init_is_dcgan_normal() -> None:
 def test_unsupported_resolution_is_a_clear_error(bad: int) -> None:
     with pytest.raises(UserError, match="4 or 5 times a power of two"):
         size_plan(bad)
+
+
+def test_spectral_norm_weights_are_initialised_too() -> None:
+    # Under spectral norm the stored weight is `parametrizations.weight.original`; initialising the
+    # computed `.weight` would silently keep PyTorch's default uniform init (std ~0.05 here).
+    torch.manual_seed(0)
+    d = Discriminator(64, 64, 3, arch="sngan", num_classes=2)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    for m in convs:
+        assert float(m.parametrizations.weight.original.std()) == pytest.approx(0.02, rel=0.15)
+    assert float(d.embed.parametrizations.weight.original.std()) == pytest.approx(0.02, rel=0.3)
+
+
+def test_conditional_shapes_and_batchnorm_starts_as_identity_scale() -> None:
+    torch.manual_seed(0)
+    g = Generator(32, 16, 8, 3, num_classes=3)
+    d = Discriminator(32, 8, 3, num_classes=3)
+    y = torch.tensor([0, 1, 2, 1])
+    images = g(torch.randn(4, 16), y)
+    assert images.shape == (4, 3, 32, 32)
+    assert d(images, y).shape == (4,)
+    cbn = [m for m in g.modules() if type(m).__name__ == "ConditionalBatchNorm2d"]
+    assert cbn
+    for m in cbn:
+        assert float(m.gamma.weight.mean()) == pytest.approx(1.0, abs=0.01)
+        assert float(m.beta.weight.abs().max()) == 0.0
+    assert float(d.embed.weight.std()) == pytest.approx(0.02, rel=0.3)
