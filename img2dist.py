@@ -5,6 +5,8 @@
   distance   the 2018 color-palette distance between two images
   embedding  a 2-D map of folders of images (MDS, t-SNE, PCA) with group statistics
   quality    paired measures (PSNR, SSIM, ...), SWD, precision/recall, FID/KID of fakes vs reals
+  turing     a "Real or Fake?" page (a visual Turing test) to send to clinicians
+  turing-score  score the raters' answers: accuracy, binomial test, Fleiss' kappa, fool rates
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dcgan.analysis.embed import EMBEDDINGS
 from dcgan.analysis.features import FEATURES
 from dcgan.analysis.quality import DISTRIBUTION_METRICS, PAIRED_METRICS, PR_FEATURES
 from dcgan.cli import comma_list, user_errors
+from dcgan.turing.cli import turing, turing_score
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -187,6 +190,9 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
         write_json(json_out, report)
         click.echo(f"-> {json_out}")
 
+
+cli.add_command(turing)
+cli.add_command(turing_score)
 
 if __name__ == "__main__":
     cli()

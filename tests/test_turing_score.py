@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+import img2dist
 from dcgan.errors import UserError
-from dcgan.turing.cli import turing, turing_score
 from dcgan.turing.score import (
     Answer,
     Rater,
@@ -266,9 +265,7 @@ def test_cli_turing_score(tmp_path: Path) -> None:
     good = write_answers(tmp_path / "good.json", truth, rater="Dr Good", site_id=key["site_id"])
     half = write_answers(tmp_path / "half.json", dict(list(truth.items())[:4]), rater="Dr Half",
                          site_id=key["site_id"])
-    group = click.Group()
-    group.add_command(turing)
-    group.add_command(turing_score)
+    group = img2dist.cli  # the real CLI: a command missing from it must fail here
     runner = CliRunner()
     result = runner.invoke(group, ["turing-score", str(out), str(good), str(half),
                                    "--report-dir", str(tmp_path / "report")])

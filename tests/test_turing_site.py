@@ -10,14 +10,13 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import click
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageCms
 
+import img2dist
 from dcgan.errors import UserError
-from dcgan.turing.cli import turing, turing_score
 from dcgan.turing.site import SiteOptions, build_site, encode_png, pad_png, split_count
 from tests.conftest import TRAINING_DATA, make_image
 
@@ -228,9 +227,7 @@ def test_cli_turing(tmp_path: Path) -> None:
     fakes = tmp_path / "fakes"
     for i in range(4):
         make_image(fakes / f"f{i}.png", size=(64, 64), seed=i)
-    group = click.Group()
-    group.add_command(turing)
-    group.add_command(turing_score)
+    group = img2dist.cli  # the real CLI: a command missing from it must fail here
     runner = CliRunner()
     out = tmp_path / "study"
     result = runner.invoke(group, ["turing", str(TRAINING_DATA), str(fakes), str(out), "-n", "8",
