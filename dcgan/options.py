@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -114,7 +116,8 @@ class TrainOptions:
         unknown = sorted(set(norm) - known)
         if unknown:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)}")
-        return cls(**norm)
+        hints = typing.get_type_hints(cls)
+        return cls(**{k: _coerce(v, hints[k], k, source) for k, v in norm.items()})
 
     def save(self, path: str | Path) -> None:
         from .files import write_json
@@ -123,6 +126,39 @@ class TrainOptions:
 
 
 OPTIONS_FILE = "options.json"
+
+
+def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
+    """`value` as the field's type, or a one-line error naming the option.
+
+    YAML reads `lr-d: 4e-4` as a string and `steps: 1e4` as a float (PyYAML follows YAML 1.1), so
+    values from a control file are converted here instead of failing later inside PyTorch.
+    """
+    kind = hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # `int | None`
+        if value is None:
+            return None
+        kind = next(a for a in typing.get_args(hint) if a is not type(None))
+    if typing.get_origin(kind) is list:
+        if isinstance(value, list):
+            return [str(v) for v in value]
+        kind = None
+    try:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and not isinstance(value, bool):
+            number = float(value) if isinstance(value, str) else value
+            if isinstance(number, int | float) and float(number).is_integer():
+                return int(number)
+        if kind is float and not isinstance(value, bool) and isinstance(value, int | float | str):
+            return float(value)
+        if kind is str and isinstance(value, str | int | float) and not isinstance(value, bool):
+            return str(value)
+    except (TypeError, ValueError):
+        pass
+    wanted = {bool: "true or false", int: "a whole number", float: "a number", str: "a text"}.get(
+        kind, "a list")
+    raise UserError(f"{source}: option {name.replace('_', '-')} must be {wanted}, not {value!r}")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -131,6 +131,24 @@ def test_yaml_config_and_override(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "unknown option(s) lossy" in result.output
 
 
+def test_yaml_values_are_read_as_their_options_types(tmp_path: Path) -> None:
+    from dcgan.options import TrainOptions, load_yaml, merge_options
+
+    cfg = tmp_path / "control.yaml"
+    # PyYAML (YAML 1.1) reads 4e-4 as the string "4e-4" and 1e3 as a string too.
+    cfg.write_text("lr-d: 4e-4\nlr-g: 1e-4\nsample-every: 1e3\nema: 0\nkeep-checkpoints: true\n")
+    opts = merge_options(TrainOptions(), load_yaml(cfg), {"training_images": ".", "steps": 10,
+                                                          "batch_size": 8, "output_dir": "o"}, str(cfg))
+    assert (opts.lr_d, opts.lr_g, opts.sample_every, opts.ema, opts.keep_checkpoints) == (
+        4e-4, 1e-4, 1000, 0.0, True)
+    assert type(opts.lr_d) is float and type(opts.sample_every) is int and type(opts.ema) is float
+    for bad, why in (("lr-d: fast", "lr-d must be a number"), ("steps: 2.5", "steps must be a whole number"),
+                     ("grayscale: 3", "grayscale must be true or false")):
+        cfg.write_text(bad + "\n")
+        msg = error_of("training", TRAINING_DATA, 2, 8, tmp_path / "x", "--config", cfg)
+        assert why in msg and str(cfg) in msg
+
+
 def test_grayscale_and_train_alias(tmp_path: Path) -> None:
     out = tmp_path / "g"
     run("train", TRAINING_DATA, 2, 8, out, *TINY, "--grayscale")
@@ -229,3 +247,15 @@ def test_device_cuda_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
         pytest.skip("a GPU is present")
     msg = error_of("training", TRAINING_DATA, 1, 8, tmp_path / "c", *TINY, "--device", "cuda")
     assert "no CUDA GPU" in msg
+
+
+def test_a_failed_start_leaves_output_dir_as_it_was(tmp_path: Path) -> None:
+    empty, out = tmp_path / "empty", tmp_path / "run"
+    empty.mkdir()
+    assert "Error:" in error_of("training", empty, 2, 4, out, *TINY)
+    assert not out.exists()  # so the corrected re-run is not refused as "not empty"
+    train_tiny(out, 2)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    # --overwrite with bad input must not have deleted the good run before finding the input bad
+    assert "Error:" in error_of("training", empty, 2, 4, out, *TINY, "--overwrite")
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

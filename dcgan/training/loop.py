@@ -29,7 +29,7 @@ from ..options import OPTIONS_FILE, TrainOptions, apply_preset
 from . import distributed as ddp
 from . import runlog
 from .checkpoint import LATEST, save_checkpoint
-from .dataset import load_image_set
+from .dataset import ImageSet, load_image_set
 from .trainer import Trainer, build_trainer
 
 log = logging.getLogger("dcgan.training")
@@ -71,18 +71,28 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
             signal.signal(s, h)
 
 
-def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
-    """Create the run folder; refuse a non-empty one unless --overwrite (then clear our files only)."""
+def check_run_dir(opts: TrainOptions, overwrite: bool) -> None:
+    """Refuse an OUTPUT_DIR we must not use; touches nothing (runs before the images are read)."""
     run_dir = Path(opts.output_dir)
     images = Path(opts.training_images).resolve()
     if run_dir.resolve() == images or images in run_dir.resolve().parents:
         raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({opts.training_images})")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a folder")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not overwrite:
-            raise UserError(f"{run_dir}: not empty; continue that run with `gancontrol.py resume {run_dir}`, "
-                            "or pass --overwrite to start over")
+    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
+        raise UserError(f"{run_dir}: not empty; continue that run with `gancontrol.py resume {run_dir}`, "
+                        "or pass --overwrite to start over")
+
+
+def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
+    """Create the run folder; with --overwrite clear our files only (never the user's others).
+
+    Called only once the images have loaded and the options are valid, so a start that fails on
+    bad input leaves OUTPUT_DIR as it was: a re-run is not refused, and an old run is not lost.
+    """
+    check_run_dir(opts, overwrite)
+    run_dir = Path(opts.output_dir)
+    if run_dir.exists() and overwrite:
         for name in RUN_ARTIFACTS:
             p = run_dir / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
@@ -92,36 +102,48 @@ def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
     return run_dir
 
 
+def _on_main(dist: ddp.DistInfo, action: Any, *args: Any) -> None:
+    """Run a file-system action on rank 0 only; every rank raises rank 0's UserError alike."""
+    error = None
+    if dist.is_main:
+        try:
+            action(*args)
+        except UserError as err:
+            error = str(err)
+    error = ddp.broadcast_error(error, dist)
+    if error:
+        raise UserError(error)
+
+
 def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwrite: bool = False,
           progress: bool = True) -> RunResult:
-    """Train (or continue) a run as `opts` describe; returns where it stopped."""
+    """Train (or continue) a run as `opts` describe; returns where it stopped.
+
+    Order matters for "never lose data": check OUTPUT_DIR, load and validate the images (every
+    rank, alike), and only then create or clear the run folder.
+    """
     opts.resolve()
     dist = ddp.init_distributed(resolve_device(opts.device))
+    handlers = runlog.start_log(dist.is_main)
     try:
         ddp.check_batch(dist, opts.batch_size)
         run_dir = Path(opts.output_dir)
-        error = None
+        if resume_from is None:
+            _on_main(dist, check_run_dir, opts, overwrite)
+        data = _load_data(opts, resume_from, progress and dist.is_main)
+        if resume_from is None:
+            _on_main(dist, prepare_run_dir, opts, overwrite)
+        _on_main(dist, remove_partials, run_dir)
         if dist.is_main:
-            try:
-                run_dir = prepare_run_dir(opts, overwrite) if resume_from is None else run_dir
-                remove_partials(run_dir)
-            except UserError as err:
-                error = str(err)
-        error = ddp.broadcast_error(error, dist)  # every rank stops on rank 0's bad input
-        if error:
-            raise UserError(error)
-        handlers = runlog.attach_log_file(run_dir) if dist.is_main else []
-        try:
-            result = _train(opts, run_dir, resume_from, progress and dist.is_main, dist)
-        finally:
-            runlog.detach_log(handlers)
-        return result
+            handlers = runlog.attach_log_file(run_dir, handlers)
+        return _train(opts, run_dir, resume_from, data, progress and dist.is_main, dist)
     finally:
+        runlog.detach_log(handlers)
         ddp.shutdown(dist)
 
 
-def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None, progress: bool,
-           dist: ddp.DistInfo) -> RunResult:
+def _load_data(opts: TrainOptions, resume_from: dict[str, Any] | None, progress: bool) -> ImageSet:
+    """Decode the training images and settle the options that depend on them (preset, classes)."""
     data = load_image_set(opts.training_images, opts.resolution, opts.grayscale, opts.max_memory_gb, progress)
     if resume_from is not None:
         if (data.resolution, data.channels) != (resume_from["resolution"], resume_from["channels"]):
@@ -134,6 +156,11 @@ def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None
     if opts.conditional:
         _check_classes(opts, data.class_names, resume_from)
     opts.resolution = data.resolution
+    return data
+
+
+def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None, data: ImageSet,
+           progress: bool, dist: ddp.DistInfo) -> RunResult:
     trainer = build_trainer(opts, data, dist)
     if not LOSSES[opts.loss].uses_targets and opts.label_smoothing != 1.0:
         log.warning("--label-smoothing has no effect with --loss %s", opts.loss)

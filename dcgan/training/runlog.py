@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import logging.handlers
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,18 +34,34 @@ class _ConsoleHandler(logging.Handler):
         tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
 
 
-def attach_log_file(run_dir: Path) -> list[logging.Handler]:
-    """Send the toolkit's log messages to run_dir/log.txt (appending across resumes), warnings
-    to the console as well; returns the handlers for `detach_log`."""
-    file_handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    console = _ConsoleHandler(logging.WARNING)
+def start_log(is_main: bool = True) -> list[logging.Handler]:
+    """Warnings to the console from now on, and every record kept in memory until
+    `attach_log_file` may write log.txt: the run folder is touched only once the input is known
+    to be good, yet the warnings about skipped files still reach its log. Ranks other than 0
+    stay silent (one message per run, not one per process)."""
     logger = logging.getLogger("dcgan")
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    for h in (file_handler, console):
+    handlers: list[logging.Handler] = (
+        [logging.handlers.BufferingHandler(capacity=100_000), _ConsoleHandler(logging.WARNING)] if is_main
+        else [logging.NullHandler()])
+    for h in handlers:
         logger.addHandler(h)
-    return [file_handler, console]
+    return handlers
+
+
+def attach_log_file(run_dir: Path, handlers: list[logging.Handler]) -> list[logging.Handler]:
+    """Send the toolkit's log messages to run_dir/log.txt (appending across resumes), beginning with
+    those `start_log` kept; returns the handlers for `detach_log`."""
+    file_handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    kept = [h for h in handlers if isinstance(h, logging.handlers.BufferingHandler)]
+    for buffer in kept:
+        for record in buffer.buffer:
+            file_handler.handle(record)
+    detach_log(kept)
+    logging.getLogger("dcgan").addHandler(file_handler)
+    return [file_handler, *(h for h in handlers if h not in kept)]
 
 
 def detach_log(handlers: list[logging.Handler]) -> None:
