@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import types
 from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
@@ -137,7 +138,8 @@ def _report(result: Any) -> None:
         click.echo(f"Stopped by {result.stopped_by} at step {result.step}; checkpoint written. "
                    f"Continue with: python gancontrol.py resume {result.run_dir}", err=True)
         sys.exit(130 if result.stopped_by == "SIGINT" else 143)
-    click.echo(f"Trained to step {result.step}: samples, loss curve and checkpoint in {result.run_dir}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: one line per run, not per process
+        click.echo(f"Trained to step {result.step}: samples, loss curve and checkpoint in {result.run_dir}")
 
 
 @cli.command()

@@ -52,8 +52,8 @@ def run_ours(data: Path, size: int, steps: int, batch: int, extra: list[str],
         env = dict(os.environ)
         if nproc:
             cmd[1:2] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                        str(REPO / "gancontrol.py")]
-            env.update(MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
+                        "--local-addr=127.0.0.1", str(REPO / "gancontrol.py")]
+            env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
         t0 = time.perf_counter()
         subprocess.run(cmd, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -22,6 +23,8 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except UserError as err:
+            if os.environ.get("RANK", "0") != "0":  # under torchrun every rank fails alike: say it once
+                sys.exit(1)
             raise click.ClickException(str(err)) from None
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)

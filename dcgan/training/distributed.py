@@ -2,9 +2,11 @@
 
 Launched by `torchrun --nproc_per_node=K gancontrol.py training ...`, every rank builds the same
 models from the same seed, draws the same global batch indices and latents, and trains on its own
-contiguous slice of them; DDP averages the gradients, so K ranks compute what one process would
-(up to BatchNorm statistics, which are per rank unless --sync-bn). Only rank 0 writes files.
-Backend: nccl on CUDA, gloo on CPU.
+contiguous slice of them; DDP averages the gradients, so the parameters stay identical on every
+rank. What differs from one process: BatchNorm statistics are per rank unless --sync-bn, and the
+random DiffAugment and gradient-penalty draws come from each rank's own stream (`seed_rank`).
+Only rank 0 writes files. Backend: nccl for CUDA tensors (with gloo beside it for the few CPU
+tensors the loop exchanges), gloo on CPU.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ def init_distributed(device: torch.device) -> DistInfo:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        # On CUDA the stop flags and error messages are CPU tensors/objects: gloo carries those.
+        backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(info.local_rank)
         dist.init_process_group(backend, timeout=timedelta(minutes=10))
@@ -58,6 +61,17 @@ def device_for(info: DistInfo, device: torch.device) -> torch.device:
     if device.type == "cuda" and info.enabled:
         return torch.device("cuda", info.local_rank)
     return device
+
+
+def seed_rank(seed: int, step: int, info: DistInfo) -> None:
+    """Give ranks other than 0 their own stream for augmentations and penalty noise.
+
+    Every rank starts from the same seed (so that the models are built alike); left so, each rank
+    would augment its slice of the batch with rank 0's random draws. Rank 0 keeps its stream, so a
+    single process (and exact resume) is unchanged; the others derive theirs from (seed, rank, step).
+    """
+    if info.rank > 0:
+        torch.manual_seed(hash((seed, info.rank, step)) % 2**63)
 
 
 def check_batch(info: DistInfo, batch_size: int) -> None:

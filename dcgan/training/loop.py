@@ -166,6 +166,8 @@ def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None
         log.warning("--label-smoothing has no effect with --loss %s", opts.loss)
     if resume_from is not None:
         trainer.load_state_dict(resume_from)
+    ddp.seed_rank(opts.seed, trainer.step, dist)
+    if resume_from is not None:
         if dist.is_main:
             runlog.truncate_stats(run_dir, trainer.step)
         log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, opts.steps,
@@ -219,18 +221,18 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
     last_good = t.step
     bar = tqdm(total=opts.steps, initial=t.step, unit="step", disable=not progress, dynamic_ncols=True,
                desc=run_dir.name)
-    acc, n_acc, t0 = torch.zeros(4), 0, time.perf_counter()
+    acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()  # summed on the device: no sync
     try:
         while t.step < opts.steps:
             values = t.train_step()
-            acc += values.cpu() if t.device.type == "cpu" else values
+            acc += values
             n_acc += 1
             bar.update(1)
             if _should_stop(t, values, last_good, run_dir):
                 break
             at_end = t.step == opts.steps
             if t.step % opts.log_every == 0 or at_end:
-                means = ddp.all_mean(acc / n_acc, t.dist).tolist()
+                means = ddp.all_mean((acc / n_acc).cpu(), t.dist).tolist()
                 record = _stats_record(t, means, (time.perf_counter() - t0) / n_acc)
                 if main:
                     runlog.append_stats(run_dir, record)
@@ -239,7 +241,7 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
                              record["images_per_sec"] or 0)
                 bar.set_postfix(loss_d=f"{record['loss_d']:.3f}", loss_g=f"{record['loss_g']:.3f}",
                                 img_s=f"{record['images_per_sec']:.0f}")
-                acc, n_acc, t0 = torch.zeros(4), 0, time.perf_counter()
+                acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()
             if evaluator is not None and (t.step % opts.eval_every == 0 or at_end):
                 _evaluate(t, evaluator, run_dir)
             if main and (t.step % opts.sample_every == 0 or at_end):
