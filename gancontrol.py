@@ -54,12 +54,18 @@ def train_options(func: Any) -> Any:
 
     choices = {**CHOICES, "loss": list(LOSSES), "gp": list(GRADIENT_PENALTIES), "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
+    by_preset = {k for values in PRESETS.values() for k in values}
+    recipes = "; ".join(f"{name}: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in values.items())
+                        for name, values in PRESETS.items() if values)
     for f in reversed(dataclasses.fields(TrainOptions)):
         if f.name in POSITIONAL or f.name in DERIVED:
             continue
         flag = "--" + f.name.replace("_", "-")
         tp = _click_type(hints[f.name])
-        text = f"{helps[f.name]} [default: {f.default}]"
+        text = f"{helps[f.name]} [default: {f.default}"
+        text += ", or the preset's]" if f.name in by_preset else "]"
+        if f.name == "preset":
+            text += f". {recipes}"
         if tp is bool:
             func = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=text)(func)
         else:

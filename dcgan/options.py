@@ -47,7 +47,8 @@ class TrainOptions:
     beta1: float = opt(0.5, "Adam beta1")
     beta2: float = opt(0.999, "Adam beta2")
     d_steps: int = opt(1, "D updates per G update")
-    ema: float = opt(0.999, "decay of the EMA generator used for samples (0 = off)")
+    ema: float = opt(0.999, "decay of the EMA generator that samples and generate use (0 = off); it warms "
+                     "up as min(ema, (1+step)/(10+step)), reaching 0.999 at step ~9,000")
     seed: int = opt(0, "seeds weights, batch order and latents")
     log_every: int = opt(0, "steps between stats.jsonl lines (0 = auto)")
     sample_every: int = opt(0, "steps between sample grids (0 = auto, about 20 grids)")
@@ -58,8 +59,8 @@ class TrainOptions:
     channels_last: bool = opt(True, "channels_last memory format (faster convolutions)")
     grid_size: int = opt(64, "images in each sample grid (fixed latents)")
     max_memory_gb: float = opt(4.0, "larger datasets stream from disk instead of memory")
-    preset: str = opt("auto", "classic | small-data | none; auto = small-data below 5,000 images, "
-                      "else none (see --help)")
+    preset: str = opt("auto", "a recipe that fills in the options you did not set; auto = small-data below "
+                      "5,000 images, else none")
     diffaug: str = opt("none", "DiffAugment policy, e.g. color,translation,cutout (none = off)")
     conditional: bool = opt(False, "class-conditional GAN on the class subfolders of TRAINING_IMAGES")
     eval_every: int = opt(0, "steps between SWD / precision / recall evaluations of EMA-G (0 = off)")

@@ -41,3 +41,10 @@ def test_top_level_help_as_a_user_runs_it(script: str) -> None:
     out = subprocess.run([sys.executable, script, "--help"], cwd=REPO, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0 and "Usage:" in out.stdout, out.stderr
+
+
+def test_training_help_spells_out_the_presets() -> None:
+    out = " ".join(CliRunner().invoke(gancontrol.cli, ["training", "--help"]).output.split())
+    assert "small-data: arch sngan, loss hinge, diffaug color,translation,cutout" in out
+    assert "classic: arch dcgan, loss bce, ema 0.0" in out
+    assert "[default: bce, or the preset's]" in out
