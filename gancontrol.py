@@ -94,11 +94,15 @@ def training(training_images: str, steps: int, batch_size: int, output_dir: str,
     tool. OUTPUT_DIR receives options.json, log.txt, stats.jsonl, loss_curve.png, samples/ and
     checkpoint.pt; `resume` and `generate` read the options back from there.
 
+    Under torchrun (torchrun --nproc_per_node=K gancontrol.py training ...) BATCH_SIZE is the
+    global batch, split evenly across the K processes (so it must be a multiple of K).
+
     \b
     Examples:
       python gancontrol.py training training_data 2000 32 runs/demo --resolution 64
       python gancontrol.py training ./data 200000 16 ./out --loss ragan --arch sngan --lr-d 4e-4
       python gancontrol.py training ./data 20000 64 ./out --config control.yaml
+      torchrun --standalone --nproc_per_node=2 gancontrol.py training ./data 20000 64 ./out
     """
     from dcgan.training.loop import train
 
