@@ -262,6 +262,18 @@ def test_too_large_for_memory_streams_from_disk(tmp_path: Path) -> None:
     assert load_checkpoint(out)["step"] == 2
 
 
+def test_streaming_checks_every_image_like_the_in_memory_path(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    for i in range(4):
+        make_image(data / f"ok{i}.png", (32, 32), seed=i)
+    (data / "z_broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    out = train_tiny(tmp_path / "s", 2, "--max-memory-gb", "0.000001", images=data)
+    assert "z_broken.jpg" in (out / "log.txt").read_text()  # skipped at load, not a crash mid-run
+    make_image(data / "z_wide.png", (40, 32), seed=9)
+    msg = error_of("training", data, 2, 8, tmp_path / "t", *TINY[2:], "--max-memory-gb", "0.000001")
+    assert "z_wide.png" in msg and "40x32" in msg
+
+
 def test_device_cuda_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")

@@ -77,9 +77,6 @@ def load_image_set(root: str | Path, resolution: int | None = None, grayscale: b
     kept: list[Path] = []
     arrays: list[np.ndarray] = []
     for p in tqdm(paths, desc="decoding images", unit="img", disable=not progress, leave=False):
-        if streaming:  # checked at the first image; the rest are decoded per batch while training
-            kept.append(p)
-            continue
         try:
             arr = load_array(p, resolution, grayscale)
         except ImageReadError as err:
@@ -89,6 +86,8 @@ def load_image_set(root: str | Path, resolution: int | None = None, grayscale: b
             raise _size_error(p, arr, res)
         res = arr.shape[0]
         kept.append(p)
+        if streaming:  # checked like the others (size, readable), decoded again per batch later
+            continue
         arrays.append(arr)
         streaming = len(paths) * channels * res * res > max_memory_gb * 2**30
         if streaming:
