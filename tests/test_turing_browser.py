@@ -31,6 +31,7 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 N_IMAGES = 12
 DESKTOP = {"width": 1280, "height": 860}
 PHONE = {"width": 390, "height": 844}
+PHONE_SIDEWAYS = {"width": 844, "height": 390}
 
 
 def chromium_path() -> str | None:
@@ -97,14 +98,21 @@ def progress(page: Any) -> str:
 
 
 def check_layout(page: Any) -> None:
-    """No sideways scrolling, and the image never shown beyond twice its natural size."""
+    """No sideways scrolling, the image never shown beyond twice its natural size, both answer
+    buttons on screen without scrolling, and the ends of the confidence scale labelled."""
     sizes = page.evaluate("() => { const i = document.getElementById('image');"
                           " const r = i.getBoundingClientRect();"
+                          " const bottom = Math.max(...['real', 'fake'].map("
+                          "   b => document.getElementById(b).getBoundingClientRect().bottom));"
+                          " const hints = [...document.querySelectorAll('.confidence-scale .hint')]"
+                          "   .map(h => h.getBoundingClientRect().width);"
                           " return [r.width, i.naturalWidth, document.documentElement.scrollWidth,"
-                          " window.innerWidth]; }")
-    width, natural, scroll_width, inner_width = sizes
+                          " window.innerWidth, bottom, window.innerHeight, hints]; }")
+    width, natural, scroll_width, inner_width, buttons_bottom, inner_height, hints = sizes
     assert 0 < width <= 2 * natural + 0.5
     assert scroll_width <= inner_width
+    assert buttons_bottom <= inner_height
+    assert len(hints) == 2 and min(hints) > 0  # "guessing" and "certain" shown
 
 
 def test_rate_reload_undo_finish_download_score(browser: Any, study: Path, tmp_path: Path) -> None:
@@ -153,6 +161,9 @@ def test_rate_reload_undo_finish_download_score(browser: Any, study: Path, tmp_p
             page.set_viewport_size(PHONE)
             check_layout(page)
             page.screenshot(path=str(shots / "turing-phone-rate.png"))
+            page.set_viewport_size(PHONE_SIDEWAYS)
+            check_layout(page)
+            page.screenshot(path=str(shots / "turing-phone-sideways-rate.png"))
             page.set_viewport_size(DESKTOP)
         label = truth[image_id]
         verdict = ("real" if label == "fake" else "fake") if image_id in wrong_on else label

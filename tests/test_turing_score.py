@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -255,8 +256,44 @@ def test_score_answers_writes_json_and_grid(tmp_path: Path) -> None:
     assert saved["pooled"]["correct"] == 16 - 3
     assert [r["id"] for r in saved["fakes_called_real"][:2]] == fakes[:2]
     assert saved["fakes_called_real"][0]["source"].endswith(".png")
+    # Only the two fakes that fooled someone are drawn, not the two that fooled nobody: two
+    # 32 px tiles shown at 160 px, side by side, 8 px apart.
+    assert result.grid_count == 2 and result.grid_note is None
+    assert saved["outputs"]["grid"] == str(result.grid_path)
     grid = Image.open(result.grid_path)
-    assert grid.mode == "RGB" and grid.width > 4 * 32 and grid.height > 32
+    assert grid.mode == "RGB" and grid.width == 2 * (160 + 8) + 8
+
+
+def test_no_grid_when_no_fake_fooled_anyone(tmp_path: Path) -> None:
+    out, key = built_site(tmp_path)
+    truth = {item["id"]: item["label"] for item in key["items"]}
+    reals = [i for i, v in truth.items() if v == "real"]
+    # A rater who calls one real fake but catches every fake: no fake is convincing.
+    verdicts = {**truth, reals[0]: "fake"}
+    answers = write_answers(tmp_path / "sharp.json", verdicts, rater="Dr Sharp", site_id=key["site_id"])
+    (out / "convincing_fakes.png").write_bytes(b"a grid from an earlier scoring")
+    result = score_answers(out, [answers])
+    assert result.grid_path is None and result.grid_count == 0
+    assert result.grid_note == "no convincing_fakes.png written: no fake fooled any rater"
+    assert not (out / "convincing_fakes.png").exists()  # a stale grid would contradict score.json
+    saved = json.loads(result.json_path.read_text())
+    assert saved["outputs"]["grid"] is None and saved["outputs"]["grid_note"] == result.grid_note
+    assert [r["id"] for r in saved["reals_called_fake"] if r["fooled"]] == [reals[0]]
+
+    result = CliRunner().invoke(img2dist.cli, ["turing-score", str(out), str(answers)])
+    assert result.exit_code == 0, result.output
+    assert "note: no convincing_fakes.png written: no fake fooled any rater" in result.output
+    assert "fakes most often called real: none" in result.output
+
+
+def test_no_grid_when_the_site_folder_is_gone(tmp_path: Path) -> None:
+    out, key = built_site(tmp_path)
+    truth = {item["id"]: item["label"] for item in key["items"]}
+    verdicts = {i: "real" for i in truth}
+    answers = write_answers(tmp_path / "a.json", verdicts, site_id=key["site_id"])
+    shutil.rmtree(out / "site")
+    result = score_answers(out, [answers])
+    assert result.grid_path is None and result.grid_note is not None and "is gone" in result.grid_note
 
 
 def test_cli_turing_score(tmp_path: Path) -> None:

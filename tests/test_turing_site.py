@@ -17,7 +17,7 @@ from PIL import Image, ImageCms
 
 import img2dist
 from dcgan.errors import UserError
-from dcgan.turing.site import SiteOptions, build_site, encode_png, pad_png, split_count
+from dcgan.turing.site import SiteOptions, build_site, encode_png, pad_png, split_count, upscale_factor
 from tests.conftest import TRAINING_DATA, make_image
 
 PAGE_FILES = {"index.html", "app.js", "style.css", "items.js"}
@@ -174,6 +174,39 @@ def test_mixed_fake_sizes_use_the_most_common(tmp_path: Path) -> None:
     assert {Image.open(p).size for p in (out / "site" / "images").iterdir()} == {(24, 24)}
     odd = [item for item in key_of(out)["items"] if item["source"].endswith("odd.png")]
     assert odd[0]["resized"]
+
+
+def test_upscale_factor() -> None:
+    assert upscale_factor((64, 64), (128, 128)) == 2.0
+    assert upscale_factor((48, 40), (32, 32)) == 0.8  # crop 40x40 first, then shrink
+    assert upscale_factor((100, 30), (60, 60)) == 2.0  # the 30x30 crop is what gets enlarged
+    assert upscale_factor((100, 30), (90, 60)) == 2.0  # crop 45x30
+
+
+def test_upscaling_beyond_2x_is_refused(tmp_path: Path) -> None:
+    reals, fakes = folders(tmp_path, fake_size=(96, 96))  # reals 48x40: 40x40 crop, 2.4x up
+    out = tmp_path / "out"
+    with pytest.raises(UserError) as refused:
+        build_site(reals, fakes, out, SiteOptions(n=4, seed=0))
+    message = str(refused.value)
+    assert "\n" not in message
+    assert re.match(r".*real_\d\.jpg: is 48x40, would need 2\.40x upscaling to the common size 96x96 "
+                    r"\(at most 2x", message), message
+    assert not out.exists()
+    # A fake of another size is held to the same limit.
+    make_image(tmp_path / "f2" / "big.png", size=(64, 64))
+    make_image(tmp_path / "f2" / "big2.png", size=(64, 64), seed=1)
+    make_image(tmp_path / "f2" / "tiny.png", size=(20, 20))
+    with pytest.raises(UserError, match=r"tiny\.png: is 20x20, would need 3\.20x upscaling"):
+        build_site(reals, tmp_path / "f2", tmp_path / "out2", SiteOptions(n=6, seed=0, fake_share=0.5))
+    # Exactly 2x (and any downscale) is fine.
+    summary = build_site(reals, fakes, tmp_path / "ok", SiteOptions(n=4, seed=0, fake_share=1.0))
+    assert summary.size == (96, 96)
+    exact = tmp_path / "exact"
+    for i in range(2):
+        make_image(exact / f"f{i}.png", size=(80, 80), seed=i)
+    summary = build_site(reals, exact, tmp_path / "ok2", SiteOptions(n=4, seed=0))
+    assert (summary.size, summary.n_real, summary.resized) == ((80, 80), 2, 2)
 
 
 def test_all_reals_or_all_fakes(tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ def turing(real_path: str, fake_path: str, output_dir: str, n: int, seed: int | 
     """Build a "Real or Fake?" page: a visual Turing test of the images in FAKE_PATH for clinicians.
 
     Draws N images from REAL_PATH and FAKE_PATH, re-encodes them all as PNGs of one size (the
-    fakes' size) under random names, padded to one file size, and writes to OUTPUT_DIR:
+    fakes' size; an image that would need more than 2x upscaling to it is refused) under random
+    names, padded to one file size, and writes to OUTPUT_DIR:
 
     \b
       site/                      the page (index.html, app.js, style.css, items.js, images/):
@@ -79,7 +80,8 @@ def turing_score(output_dir: str, answers: tuple[str, ...], report_dir: str | No
     Per rater: accuracy, sensitivity and specificity for detecting fakes, an exact two-sided
     binomial test against chance (0.5), mean confidence when right and when wrong. Across raters:
     pooled accuracy, Fleiss' kappa, and per image the fool rate (the share of raters it fooled).
-    Writes score.json and convincing_fakes.png (the fakes most often called real). Answers from
+    Writes score.json and convincing_fakes.png (the fakes most often called real; only those
+    that fooled at least one rater, and no picture when none did). Answers from
     another site, or naming images the key does not know, are refused.
 
     \b
@@ -94,5 +96,7 @@ def turing_score(output_dir: str, answers: tuple[str, ...], report_dir: str | No
         if rater["answered"] < rater["images"]:
             click.echo(f"note: {rater['rater']} answered {rater['answered']} of {rater['images']} images",
                        err=True)
+    if result.grid_note:
+        click.echo(f"note: {result.grid_note}", err=True)
     outputs = [str(result.json_path)] + ([str(result.grid_path)] if result.grid_path else [])
     click.echo("-> " + ", ".join(outputs))

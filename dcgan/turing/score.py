@@ -8,7 +8,8 @@ large p-values; a rater far *below* 0.5 tells fakes apart too, with the labels s
 Fleiss' kappa measures how much the raters agree with each other beyond chance (on the images that
 all of them answered), whatever the truth: raters who all make the same mistakes agree. Per image,
 the fool rate is the share of raters who got it wrong; the fakes with the highest fool rates are the
-generator's most convincing work, and a grid of them is drawn.
+generator's most convincing work, and a grid of them is drawn (only fakes that fooled at least one
+rater: when none did, no grid is written, and the result says why).
 
 Answers files are checked against the key before anything is computed: a file from another site,
 or naming an image the key does not know, is refused with a `UserError` naming the file.
@@ -240,6 +241,11 @@ def ranked(rows: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
     return sorted(chosen, key=lambda r: (-r["fool_rate"], -r["fooled"], r["id"]))
 
 
+def convincing_fakes(report: dict[str, Any], top: int) -> list[dict[str, Any]]:
+    """The `top` fakes that fooled at least one rater, most convincing first: the grid's images."""
+    return [r for r in report["fakes_called_real"] if r["fooled"]][:top]
+
+
 def score(raters: Sequence[Rater], key: Key) -> dict[str, Any]:
     """The whole report: per rater, pooled accuracy, Fleiss' kappa, per-image fool rates."""
     per_rater = [rater_stats(r, key) for r in raters]
@@ -294,14 +300,15 @@ def fakes_grid(report: dict[str, Any], key: Key, path: str | os.PathLike[str], t
                columns: int = 4) -> int:
     """Draw the `top` most convincing fakes (as shown on the site) with their fool rates; returns the count.
 
-    Pillow rather than torchvision: a caption under each image says how many raters it fooled,
-    which is the point of the picture.
+    Only fakes that fooled at least one rater are drawn (a fake every rater caught is not
+    convincing); with none, nothing is written and 0 is returned. Pillow rather than torchvision:
+    a caption under each image says how many raters it fooled, which is the point of the picture.
     """
     from PIL import Image, ImageDraw, ImageFont
 
     from ..images import open_image
 
-    rows = report["fakes_called_real"][:top]
+    rows = convincing_fakes(report, top)
     if not rows:
         return 0
     tiles = [open_image(key.images_dir / f"{r['id']}.png") for r in rows]
@@ -333,6 +340,8 @@ class ScoreResult:
     report: dict[str, Any]
     json_path: Path
     grid_path: Path | None
+    grid_count: int = 0
+    grid_note: str | None = None  # why there is no grid, when there is none
 
 
 def score_answers(output_dir: str | os.PathLike[str], answer_files: Sequence[str | os.PathLike[str]],
@@ -349,9 +358,19 @@ def score_answers(output_dir: str | os.PathLike[str], answer_files: Sequence[str
     report = score(raters, key)
     folder = Path(report_dir) if report_dir is not None else key.path.parent
     grid_path: Path | None = folder / GRID_FILE
-    if not key.images_dir.is_dir() or not fakes_grid(report, key, grid_path, top=top):
-        grid_path = None  # no fake answered yet, or the site folder is gone: no picture
+    count, note = 0, None
+    if not convincing_fakes(report, top):
+        note = "no fake fooled any rater"
+    elif not key.images_dir.is_dir():
+        note = f"{key.images_dir} is gone"
+    else:
+        count = fakes_grid(report, key, grid_path, top=top)
+    if note is not None:
+        # A grid left by an earlier scoring would no longer match score.json.
+        (folder / GRID_FILE).unlink(missing_ok=True)
+        grid_path, note = None, f"no {GRID_FILE} written: {note}"
     json_path = folder / SCORE_FILE
-    report["outputs"] = {"json": str(json_path), "grid": None if grid_path is None else str(grid_path)}
+    report["outputs"] = {"json": str(json_path), "grid": None if grid_path is None else str(grid_path),
+                         "grid_note": note}
     write_json(json_path, report)
-    return ScoreResult(report, json_path, grid_path)
+    return ScoreResult(report, json_path, grid_path, count, note)

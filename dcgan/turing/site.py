@@ -20,7 +20,8 @@ What could give an image away without looking at it, and what is done about it:
 * Format and pixel size: every image is decoded and re-encoded as an 8-bit RGB PNG of one size with
   the same encoder settings. Fakes at the common fake size keep every pixel; reals (and any fake of
   another size) are center-cropped to that aspect and resized to it with Lanczos, so a real is only
-  upscaled when it is smaller than the fakes.
+  upscaled when it is smaller than the fakes, and never by more than 2x (`MAX_UPSCALE`): an image
+  that would need more is refused, since a blurry real gives itself away as surely as a name.
 * Metadata: images are rebuilt from their pixel arrays, so no EXIF, ICC profile, text chunk or
   time stamp of the source survives.
 * File size: a PNG's size follows its content (a JPEG-derived photo compresses differently from GAN
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import random
 import secrets
@@ -60,7 +62,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..files import TEMP_PREFIX, atomic_path, write_bytes, write_json, write_text
-from ..images import ImageReadError, crop_resize, find_images, open_image
+from ..images import ImageReadError, center_crop_box, crop_resize, find_images, open_image
 
 SITE_DIR = "site"
 IMAGES_DIR = "images"
@@ -78,6 +80,9 @@ LABELS = ("real", "fake")
 PAD_CHUNK = b"paDd"
 PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 CHUNK_OVERHEAD = 12  # length, type, CRC
+
+# The most an image is enlarged to the common size: beyond 2x, Lanczos only makes blur.
+MAX_UPSCALE = 2.0
 
 
 @dataclass(frozen=True)
@@ -149,12 +154,34 @@ def find_candidates(real_path: str | os.PathLike[str], fake_path: str | os.PathL
     return reals, fakes
 
 
+def upscale_factor(size: tuple[int, int], target: tuple[int, int]) -> float:
+    """How much `crop_resize` enlarges an image of `size` to `target` (below 1: it shrinks it).
+
+    The center crop to the target's aspect comes first, so the factor is that of the crop box.
+    """
+    left, top, right, bottom = center_crop_box(*size, *target)
+    return max(target[0] / (right - left), target[1] / (bottom - top))
+
+
+def fit(image: Image.Image, size: tuple[int, int], source: Path) -> Image.Image:
+    """`image` center-cropped and resized to `size`; a `UserError` if that means upscaling beyond 2x."""
+    factor = upscale_factor(image.size, size)
+    if factor > MAX_UPSCALE + 1e-9:
+        w, h = image.size
+        shown = math.ceil(round(factor * 100, 6)) / 100  # rounded up: never "2.00x" for a refused 2.001x
+        raise UserError(f"{source}: is {w}x{h}, would need {shown:.2f}x upscaling to the common size "
+                        f"{size[0]}x{size[1]} (at most {MAX_UPSCALE:g}x, beyond that it is visibly blurry); "
+                        f"leave it out or use larger images")
+    return crop_resize(image, *size)
+
+
 def _decode_some(paths: list[Path], count: int, label: str, rng: random.Random,
                  size: tuple[int, int] | None, skipped: list[str]) -> list[Item]:
     """Decode `count` images drawn at random from `paths`, skipping (and noting) unreadable ones.
 
     With `size`, images are center-cropped and resized to it (Lanczos, from the full decode, for
-    the best downscale); without, they are kept as they are.
+    the best downscale; an image that would need more than 2x upscaling is refused); without, they
+    are kept as they are.
     """
     items: list[Item] = []
     for path in rng.sample(paths, len(paths)):
@@ -165,7 +192,7 @@ def _decode_some(paths: list[Path], count: int, label: str, rng: random.Random,
         except ImageReadError as err:
             skipped.append(str(err))
             continue
-        image = original if size is None else crop_resize(original, *size)
+        image = original if size is None else fit(original, size, path)
         items.append(Item(path, label, image, original.size, image.size != original.size))
     if len(items) < count:
         folder = "REAL_PATH" if label == "real" else "FAKE_PATH"
@@ -181,10 +208,10 @@ def common_size(items: list[Item]) -> tuple[int, int]:
 
 
 def _fit_to(items: list[Item], size: tuple[int, int]) -> None:
-    """Center-crop and resize (Lanczos) the items that are not `size` already."""
+    """Center-crop and resize (Lanczos) the items that are not `size` already (at most 2x up)."""
     for item in items:
         if item.image.size != size:
-            item.image = crop_resize(item.image, *size)
+            item.image = fit(item.image, size, item.source)
             item.resized = True
 
 

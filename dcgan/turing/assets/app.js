@@ -136,7 +136,7 @@
 
   function renderLast() {
     var last = state.answers[state.answers.length - 1];
-    $("last").textContent = last ? "Previous image: " + last.answer +
+    $("last").textContent = last ? "Your last answer: " + last.answer +
       (last.confidence ? ", sure " + last.confidence + " of 5" : "") : "";
   }
 
