@@ -182,12 +182,16 @@ def generate(model: str, nimages: int, output_dir: str, seed: int, overview: boo
       python gancontrol.py generate runs/cond 500 melanoma/ --class malignant
       python gancontrol.py generate runs/demo 4 walk/ --interpolate 24
     """
+    from dcgan.errors import UserError
     from dcgan.generate import generate_images
     from dcgan.generate import interpolate as walk
 
     if interpolate:
+        if overview:
+            raise UserError("--interpolate writes a GIF and a strip; --overview does not apply to it")
         gif, strip = walk(model, list(range(seed, seed + nimages)), interpolate, output_dir,
-                          use_ema=not no_ema, device=device, class_name=class_name)
+                          use_ema=not no_ema, device=device, class_name=class_name, truncation=truncation,
+                          batch_size=batch_size)
         click.echo(f"Wrote {gif} and {strip}")
         return
     paths = generate_images(model, nimages, output_dir, seed=seed, batch_size=batch_size, overview=overview,

@@ -127,7 +127,7 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: str | Path,
                 use_ema: bool = True, device: str = "auto", class_name: str | None = None,
-                duration_ms: int = 80) -> tuple[Path, Path]:
+                duration_ms: int = 80, truncation: float = 1.0, batch_size: int = 64) -> tuple[Path, Path]:
     """A latent walk through `seeds` (slerp, `frames` images per leg, looping back to the first):
     an animated GIF and a strip PNG of the frames. Returns (gif, strip)."""
     from PIL import Image
@@ -139,12 +139,12 @@ def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: st
     dev = resolve_device(device)
     G, opts, ckpt = load_generator(model, use_ema, str(dev))
     label = class_index(ckpt, class_name)
-    z = latents_for_seeds(seeds, opts.z_dim)
+    z = latents_for_seeds(seeds, opts.z_dim) * truncation
     t = torch.arange(frames) / frames
     path_z = torch.cat([slerp(z[i], z[(i + 1) % len(seeds)], t) for i in range(len(seeds))])
     y = None if label is None else torch.full((len(path_z),), label, dtype=torch.int64, device=dev)
     x = torch.cat([G(zc.to(dev), None if y is None else y[: len(zc)]).float().cpu()
-                   for zc in path_z.split(64)])
+                   for zc in path_z.split(batch_size)])
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = f"interpolation_{class_name + '_' if class_name else ''}seeds{'-'.join(map(str, seeds))}"

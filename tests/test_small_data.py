@@ -90,6 +90,13 @@ def test_interpolation_writes_gif_and_strip(tmp_path: Path) -> None:
     gif = Image.open(tmp_path / "walk" / "interpolation_seeds0-1-2.gif")
     assert gif.n_frames == 12 and gif.size == (32, 32)
     assert (tmp_path / "walk" / "interpolation_seeds0-1-2.png").exists()
+    assert "--overview does not apply" in error_of("generate", out, 3, tmp_path / "w2", "--interpolate", "4",
+                                                   "--overview")
+    run("generate", out, 3, tmp_path / "flat", "--interpolate", "4", "--truncation", "0.01",
+        "--batch-size", "5")
+    strip, flat = (np.asarray(Image.open(tmp_path / d / "interpolation_seeds0-1-2.png"), dtype=float)
+                   for d in ("walk", "flat"))
+    assert not np.array_equal(strip, flat)  # --truncation reaches the walk
 
 
 @pytest.mark.parametrize("policy", ["flip,rot90", "color,translation,cutout"])
