@@ -59,6 +59,12 @@ def test_torchrun_cli_writes_one_run_and_resumes_in_one_process(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     ckpt = load_checkpoint(run)
     assert ckpt["step"] == 6 and ckpt["world_size"] == 1
+    # and back: the 1-process checkpoint continues under 2 processes
+    proc = torchrun("gancontrol.py", "resume", str(run), "--steps", "8", "--quiet")
+    assert proc.stdout.count("Trained to step 8") == 1
+    ckpt = load_checkpoint(run)
+    assert ckpt["step"] == 8 and ckpt["world_size"] == 2
+    assert [json.loads(x)["step"] for x in (run / "stats.jsonl").read_text().splitlines()][-2:] == [7, 8]
 
 
 def test_global_batch_must_split_evenly(tmp_path: Path) -> None:

@@ -62,7 +62,7 @@ def test_short_run_writes_every_artifact(tmp_path: Path) -> None:
 def _state(ckpt: dict) -> dict[str, torch.Tensor]:
     flat = {}
     for part in ("G", "D", "G_ema"):
-        flat.update({f"{part}.{k}": v for k, v in ckpt[part].items()})
+        flat.update({f"{part}.{k}": v for k, v in (ckpt[part] or {}).items()})  # no G_ema without EMA
     for part in ("opt_g", "opt_d"):
         for pid, st in ckpt[part]["state"].items():
             flat.update({f"{part}.{pid}.{k}": v for k, v in st.items() if torch.is_tensor(v)})
@@ -72,7 +72,15 @@ def _state(ckpt: dict) -> dict[str, torch.Tensor]:
 VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2"]
 
 
-@pytest.mark.parametrize("extra", [[], VARIANT])
+# The 2018 recipe (DCGAN D with BatchNorm, bce, no EMA) and a WGAN-GP / DRAGAN-style run too: every
+# path whose state (BatchNorm buffers, penalty noise, optimiser moments) must survive a resume.
+CLASSIC = ["--preset", "classic", "--label-smoothing", "0.9"]
+WGAN_GP = ["--preset", "classic", "--loss", "wgan", "--gp", "wgan", "--lr-d", "1e-4"]
+DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90"]
+
+
+@pytest.mark.parametrize("extra", [[], VARIANT, CLASSIC, WGAN_GP, DRAGAN],
+                         ids=["small-data", "ragan-sngan-r1", "classic", "wgan-gp", "dragan-diffaug"])
 def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 6, *extra)
     split = train_tiny(tmp_path / "b", 3, *extra)
