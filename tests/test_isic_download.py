@@ -384,6 +384,38 @@ def test_hostile_records_never_write_outside(fake: FakeIsicServer, tmp_path: Pat
                               "deep/out/attribution.txt", *licenses])
 
 
+def test_ids_must_be_exactly_isic_and_seven_ascii_digits(fake: FakeIsicServer, tmp_path: Path) -> None:
+    vis = fake.visible()
+    vis[0].override["isic_id"] = "ISIC_0000001\n"  # `$` would match before the newline
+    vis[1].override["isic_id"] = "ISIC_\u0660\u0661\u0662\u0663\u0664\u0665\u0666"  # Arabic-Indic digits
+    vis[2].override["isic_id"] = "ISIC_\uff10\uff10\uff10\uff10\uff10\uff10\uff11"  # fullwidth digits
+    summary = run(fake, tmp_path, n=5)
+    shown = [vis[i].override["isic_id"].encode("unicode_escape").decode("ascii") for i in range(3)]
+    assert shown[0] == "ISIC_0000001\\n"
+    assert summary.failed == sorted(shown)
+    assert summary.downloaded == 2
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_file() and p.name.startswith("ISIC_"))
+    assert names == sorted(f"{i.isic_id}.{i.ext}" for i in vis[3:5])
+    assert all(name.isascii() and "\n" not in name for name in names)
+    rows = read_csv(tmp_path / "metadata.csv")[1]
+    assert [r["isic_id"] for r in rows] == ids(vis[3:5])
+
+
+def test_odd_license_names_are_not_fetched(fake: FakeIsicServer, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    vis = fake.visible()
+    vis[0].override["copyright_license"] = "CC-0\n"
+    vis[1].override["copyright_license"] = "../CC-0"
+    summary = run(fake, tmp_path, n=2)
+    assert summary.downloaded == 2
+    err = capsys.readouterr().err
+    assert "not fetching a license with the odd name 'CC-0\\n'" in err
+    assert "not fetching a license with the odd name '../CC-0'" in err
+    assert not [r for r in fake.requests if "license-file" in r.path]
+    assert not (tmp_path / "licenses").exists() or list((tmp_path / "licenses").iterdir()) == []
+    assert isic.LICENSE_NAME.fullmatch("CC-BY-NC") and not isic.LICENSE_NAME.fullmatch("CC-BY\n")
+
+
 def test_disk_full_is_a_user_error_naming_the_folder(fake: FakeIsicServer, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     def full_disk(_path: Path) -> IO[bytes]:  # the kernel's own ENOSPC, not a made-up exception

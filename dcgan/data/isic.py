@@ -45,8 +45,8 @@ MAX_PAGE_SIZE = 100  # the server clamps `limit` to 100; asking for more is poin
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 BENIGN_MALIGNANT = {"benign": "Benign", "malignant": "Malignant", "indeterminate": "Indeterminate"}
 IMAGE_SUFFIXES = frozenset({"jpg", "jpeg", "png", "tif", "tiff"})
-ISIC_ID = re.compile(r"^ISIC_\d{7}$")
-LICENSE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,39}$")  # CC-0, CC-BY, CC-BY-NC, ... never a path
+ISIC_ID = re.compile(r"ISIC_[0-9]{7}")  # fullmatch: no trailing newline, ASCII digits only
+LICENSE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")  # fullmatch; CC-0, CC-BY-NC, ...: never a path
 METADATA_CSV = "metadata.csv"
 ATTRIBUTION_TXT = "attribution.txt"
 FIXED_COLUMNS = ("isic_id", "attribution", "copyright_license")
@@ -297,7 +297,7 @@ def plan_job(record: Any, out: Path, thumbnails: bool) -> _Job:
     """
     isic_id = record.get("isic_id") if isinstance(record, dict) else None
     name = _display_id(isic_id)
-    if not isinstance(isic_id, str) or not ISIC_ID.match(isic_id):
+    if not isinstance(isic_id, str) or not ISIC_ID.fullmatch(isic_id):
         raise BadRecord(name, "not an ISIC id (ISIC_ and 7 digits); record ignored")
     kind = "thumbnail_256" if thumbnails else "full"
     file_info = (record.get("files") or {}).get(kind) if isinstance(record.get("files"), dict) else None
@@ -483,7 +483,7 @@ def fetch_licenses(session: requests.Session, api_url: str, folder: Path, rows: 
     re-run fetches the missing text.
     """
     for name in sorted({str(r.get("copyright_license") or "") for r in rows} - {""}):
-        if not LICENSE_NAME.match(name):
+        if not LICENSE_NAME.fullmatch(name):
             _warn(f"warning: not fetching a license with the odd name {name[:40]!r}")
             continue
         target = folder / f"{name}.txt"
