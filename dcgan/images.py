@@ -60,13 +60,22 @@ def _to_mode(img: Image.Image, grayscale: bool) -> Image.Image:
     """Convert any Pillow mode (L, LA, P, RGBA, CMYK, I;16, F, ...) to RGB, or L when grayscale.
 
     Transparent pixels are composited on black, as a dermoscopy background would be.
-    16-bit and float images are scaled by their own range rather than clipped at 255.
+    16-bit images (I;16 and 32-bit I, which is how 16-bit data usually arrives) map the fixed range
+    0..65535 to 0..255 (divided by 257, clipped), never each image's own min and max: a uniform
+    image keeps its gray level, and intensities stay comparable across the images of a series.
+    Float images (F) in [0, 1] map to 0..255; float data outside [0, 1] has no natural range and is
+    stretched by its own min and max.
     """
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8), mode="L")
+    elif img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(arr.min()), float(arr.max())
+        if lo >= 0.0 and hi <= 1.0:
+            lo, hi = 0.0, 1.0
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        img = Image.fromarray(((arr - lo) * scale).round().astype(np.uint8), mode="L")
+        img = Image.fromarray(np.clip(np.rint((arr - lo) * scale), 0, 255).astype(np.uint8), mode="L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))

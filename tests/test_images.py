@@ -42,6 +42,34 @@ def test_any_mode_becomes_rgb(tmp_path: Path, mode: str) -> None:
     assert open_image(path, grayscale=True).mode == "L"
 
 
+@pytest.mark.parametrize(("name", "dtype"), [("g.png", "<u2"), ("g.tif", "<u2"), ("g.tif", ">u2"),
+                                             ("g.tif", "<i4")])
+def test_16_bit_images_use_the_fixed_range_not_their_own(tmp_path: Path, name: str, dtype: str) -> None:
+    # A gradient over only part of the 16-bit range, 8-bit levels 10..73 (times 257, plus a
+    # remainder that must round away): a per-image stretch would turn it into 0..255.
+    levels = np.arange(10, 74).reshape(8, 8)
+    arr = (levels * 257 + np.array([0, 100, -100, 128])[np.arange(64).reshape(8, 8) % 4]).astype(dtype)
+    Image.fromarray(arr).save(tmp_path / name)
+    assert Image.open(tmp_path / name).mode in ("I;16", "I;16B", "I")
+    gray = np.asarray(open_image(tmp_path / name, grayscale=True))
+    assert gray.dtype == np.uint8 and (gray == levels).all()
+    rgb = np.asarray(open_image(tmp_path / name))
+    assert (rgb == levels[..., None]).all()
+
+
+def test_uniform_16_bit_image_keeps_its_gray_level(tmp_path: Path) -> None:
+    for value, level in [(0, 0), (128 * 257, 128), (65535, 255)]:
+        Image.fromarray(np.full((6, 5), value, np.uint16)).save(tmp_path / "u.png")
+        assert (np.asarray(open_image(tmp_path / "u.png", grayscale=True)) == level).all()
+
+
+def test_float_image_in_unit_range_maps_to_0_255(tmp_path: Path) -> None:
+    levels = np.arange(20, 84).reshape(8, 8)
+    Image.fromarray((levels / 255).astype(np.float32)).save(tmp_path / "f.tif")
+    assert Image.open(tmp_path / "f.tif").mode == "F"
+    assert (np.asarray(open_image(tmp_path / "f.tif", grayscale=True)) == levels).all()
+
+
 def test_exif_orientation_is_applied(tmp_path: Path) -> None:
     img = Image.new("RGB", (40, 20), (255, 0, 0))
     exif = Image.Exif()
