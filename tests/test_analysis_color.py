@@ -126,3 +126,57 @@ def test_gray_image_is_gray(tmp_path: Path) -> None:
     Image.fromarray(np.full((10, 10), 128, np.uint8), mode="L").save(path)
     c = image_palettes([path], k=2).centroids[0]
     np.testing.assert_allclose(c, 128 / 255, atol=1e-6)
+
+
+def _noisy_samples(sizes: list[int], seed: int) -> list[np.ndarray]:
+    """Point sets in random order: a few colors plus noise, slow enough to converge to tell apart."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n in sizes:
+        colors = rng.random((6, 3)).astype(np.float32)
+        pts = colors[rng.integers(0, 6, n)] + rng.normal(0, 0.08, (n, 3)).astype(np.float32)
+        out.append(np.clip(pts, 0, 1).astype(np.float32))
+    return out
+
+
+def test_batched_palette_equals_the_palette_alone_on_both_sides_of_coarse_points() -> None:
+    # Sizes around COARSE_POINTS (2048) share buckets: one of <= 2048 points must not be polished
+    # because a bucket-mate has more, and a set must stop at its own convergence, not its mates'.
+    sizes = [1500, 1700, 1800, 1900, 2000, 2048, 2049, 2100, 2300, 2500, 4000, 5000, 6000, 7680, 9000]
+    samples = _noisy_samples(sizes * 2, seed=5)
+    uniforms = np.random.default_rng(6).random((len(samples), 5))
+    together = batched_kmeans(samples, uniforms, 5)
+    for i, s in enumerate(samples):
+        assert np.array_equal(batched_kmeans([s], uniforms[i: i + 1], 5)[0], together[i]), len(s)
+
+
+def test_image_palette_alone_equals_together_across_2048_sample_points(tmp_path: Path) -> None:
+    # 30% samples of 1728 .. 2592 points: both sides of COARSE_POINTS, within one size bucket.
+    sides = [(80, 72), (80, 76), (80, 80), (80, 84), (80, 88), (90, 90), (96, 90)]
+    paths = [make_image(tmp_path / f"s{i}.png", size=size, seed=20 + i) for i, size in enumerate(sides)]
+    together = image_palettes(paths).centroids
+    for i, path in enumerate(paths):
+        assert np.array_equal(image_palettes([path]).centroids[0], together[i]), path.name
+
+
+def test_chunks_are_bounded_by_sample_points_not_image_count(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcgan.analysis import color
+
+    sizes = [(40, 30), (200, 150), (64, 64), (30, 90), (160, 160), (300, 200), (12, 9), (100, 100)]
+    paths = [make_image(tmp_path / f"m{i}.png", size=size, seed=40 + i) for i, size in enumerate(sizes)]
+    reference = image_palettes(paths).centroids  # all in one group: 7,000 .. 18,000 points each
+    calls: list[list[int]] = []
+    real = color.batched_kmeans
+
+    def recording(samples: list[np.ndarray], uniforms: np.ndarray, k: int) -> np.ndarray:
+        calls.append([len(s) for s in samples])
+        return real(samples, uniforms, k)
+
+    monkeypatch.setattr(color, "batched_kmeans", recording)
+    monkeypatch.setattr(color, "CHUNK_POINTS", 20_000)
+    chunked = image_palettes(paths).centroids
+    assert len(calls) > 1
+    assert all(sum(c) <= 20_000 or len(c) == 1 for c in calls)  # a larger sample goes on its own
+    assert sorted(n for c in calls for n in c) == sorted(round(0.3 * w * h) for w, h in sizes)
+    assert np.array_equal(chunked, reference)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from PIL import Image
 
 from dcgan.analysis.embed import EMBEDDINGS
 from dcgan.analysis.features import FEATURES
@@ -74,6 +75,25 @@ def test_embedding_writes_plot_csv_npy_json(tmp_path: Path, groups: list[Path]) 
         pts = coords[g * 4:(g + 1) * 4]
         assert group["spread_embedding"] == pytest.approx(np.linalg.norm(pts - pts.mean(0), axis=1).mean(),
                                                           rel=1e-4)
+        within = d[g * 4:(g + 1) * 4, g * 4:(g + 1) * 4]
+        assert group["spread_distance"] == pytest.approx(within.sum() / 12, rel=1e-5)
+    # The two groups are far apart (noise vs flat red): a clear grouping.
+    between = stats["mean_distance_between_groups"]
+    assert between["names"] == ["reals", "fakes"]
+    matrix = np.array(between["matrix"], dtype=float)
+    assert matrix.shape == (2, 2) and np.allclose(matrix, matrix.T, rtol=1e-5)
+    assert matrix[0, 1] == pytest.approx(d[:4, 4:].mean(), rel=1e-5)
+    assert matrix[0, 0] == pytest.approx(stats["groups"][0]["spread_distance"], rel=1e-6)
+    assert matrix[0, 1] > max(matrix[0, 0], matrix[1, 1]) > 0
+    assert 0.5 < stats["silhouette"] <= 1
+    nn = fake["fake_to_real_nn"]
+    assert set(nn) == {"mean", "min", "p5", "median", "p95", "max"}
+    assert 0 < nn["min"] <= nn["p5"] <= nn["median"] <= nn["p95"] <= nn["max"]
+    assert nn["min"] == pytest.approx(d[4:, :4].min(axis=1).min(), rel=1e-5)
+    assert nn["mean"] == pytest.approx(d[4:, :4].min(axis=1).mean(), rel=1e-5)
+    closest = [p["distance"] for p in fake["closest_pairs"]]
+    assert closest == sorted(closest) and closest[0] == pytest.approx(nn["min"], rel=1e-6)
+    assert 0 <= fake["below_real_p5"] <= 4 and 0 <= fake["likely_copies"] <= 4
 
 
 @pytest.mark.parametrize("method", list(EMBEDDINGS))
@@ -149,14 +169,39 @@ def test_cli_start_does_not_import_heavy_modules() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_quality_command_on_identical_folders(tmp_path: Path) -> None:
-    for i in range(4):
-        make_image(tmp_path / "same" / f"s{i}.png", size=(48, 48), seed=7)  # four copies of one image
-    out = tmp_path / "q.json"
-    result = run("quality", tmp_path / "same", tmp_path / "same", "--json", out)
-    assert result.exit_code == 0, result.output
-    assert "FID/KID skipped" in result.output and "ssim" in result.output
-    report = json.loads(out.read_text())
-    assert report["paired"]["metrics"]["ssim"]["mean"] == pytest.approx(1.0, abs=1e-4)
-    assert report["swd"]["mean"] == pytest.approx(0.0, abs=1e-9)
-    assert report["precision_recall"]["precision"] == 1.0 == report["precision_recall"]["recall"]
+def test_quality_command_on_one_folder_of_distinct_images_given_twice(tmp_path: Path) -> None:
+    import piqa
+    import torch
+
+    n = 6
+    arrays = [np.random.default_rng(20 + i).integers(0, 256, (48, 48, 3), dtype=np.uint8) for i in range(n)]
+    for i, arr in enumerate(arrays):
+        make_image(tmp_path / "set" / f"s{i}.png", size=(48, 48), seed=20 + i)
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "set" / f"s{i}.png")), arr)
+
+    def quality(seed: int, name: str) -> dict:
+        out = tmp_path / name
+        result = run("quality", tmp_path / "set", tmp_path / "set", "--seed", seed, "--json", out)
+        assert result.exit_code == 0, result.output
+        assert "FID/KID skipped" in result.output and "ssim" in result.output
+        return json.loads(out.read_text())
+
+    first, again, other = quality(0, "a.json"), quality(0, "b.json"), quality(1, "c.json")
+    assert first == again  # the same seed: the same pairs, patches and projections
+    # Identical distributions: SWD 0 at every level, every fake inside the reals' manifold and back.
+    levels = first["swd"]["levels"]
+    assert levels and all(v == pytest.approx(0, abs=1e-9) for v in levels.values())
+    assert first["swd"]["mean"] == pytest.approx(0.0, abs=1e-9)
+    assert first["precision_recall"]["precision"] == 1.0 == first["precision_recall"]["recall"]
+    # Each fake against a random real drawn with the seed (sorted file order): SSIM 1 only for the
+    # fakes that drew themselves, so the mean is below 1 and changes with the seed.
+    ssim = {}
+    for seed, report in ((0, first), (1, other)):
+        partner = np.random.default_rng(seed).integers(0, n, size=n)
+        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
+        expected = piqa.SSIM(reduction="none")(x, x[torch.from_numpy(partner)]).double()
+        assert report["paired"]["pairs"] == n and report["paired"]["seed"] == seed
+        ssim[seed] = report["paired"]["metrics"]["ssim"]["mean"]
+        assert ssim[seed] == pytest.approx(float(expected.mean()), abs=1e-6)
+        assert (partner != np.arange(n)).any() and ssim[seed] < 0.99
+    assert ssim[0] != pytest.approx(ssim[1], abs=1e-6)

@@ -10,9 +10,14 @@ quantity, but for all images together:
   on a random subset of each image's sample (`COARSE_POINTS`), then a few polishing iterations on the
   whole sample: the centroids of a few thousand pixels are already within sampling noise of the full
   fit, so this costs a fraction of full-sample iterations and orders the distances the same way.
+  Whether an image is polished, and when its iterations stop, is decided per image.
 * Every random choice of an image (its pixel sample and its seeding) comes from a generator seeded by
   (`seed`, the file's content digest), so an image's palette does not depend on which other images
-  are in the run, and cached and freshly computed palettes are identical.
+  are in the run, and cached and freshly computed palettes are identical. The batching only decides
+  what is computed together, never the result: an image quantized alone gets the same palette.
+* Memory is bounded by sample points, not image count: the images of a chunk are quantized in
+  groups of at most `CHUNK_POINTS` sample points (~2 MP of 30% samples: 256 images of 160x160, or
+  one 6000x4000 original on its own), and large samples are scored in slices of `ASSIGN_POINTS`.
 * The pairwise distance matrix is one blocked, vectorized computation (no loop over pairs).
 """
 
@@ -34,7 +39,9 @@ COARSE_POINTS = 2048  # Lloyd's iterations to convergence on this many sampled p
 POLISH_ITERATIONS = 2  # ... then this many on the whole sample
 MAX_ITERATIONS = 100
 TOLERANCE = 1e-4  # relative to the sample's variance, as scikit-learn's KMeans
-CHUNK_IMAGES = 256  # images decoded and quantized together: bounds memory for 10,000 images
+CHUNK_IMAGES = 256  # images handed to one worker at a time (10,000 images: 40 chunks) ...
+CHUNK_POINTS = 2**21  # ... quantized together while their samples total at most this many points
+ASSIGN_POINTS = 2**18  # points of one image scored against its centers at a time
 BLOCK_BYTES = 64 * 2**20  # working memory of one block of the distance computation
 EXACT_BELOW = 0.02  # palette distances below this are recomputed in float64
 
@@ -71,7 +78,9 @@ def sample_pixels(rgb: np.ndarray, fraction: float, rng: np.random.Generator) ->
     pixels = rgb.reshape(-1, 3)
     m = min(len(pixels), max(1, round(fraction * len(pixels))))
     idx = rng.choice(len(pixels), m, replace=False)
-    return pixels[idx].astype(np.float32) * np.float32(1 / 255)
+    out = pixels[idx].astype(np.float32)
+    out *= np.float32(1 / 255)
+    return out
 
 
 def batched_kmeans(samples: Sequence[np.ndarray], uniforms: np.ndarray, k: int) -> np.ndarray:
@@ -104,9 +113,12 @@ def _kmeans_bucket(samples: list[np.ndarray], uniforms: np.ndarray, k: int) -> n
     (3, n) matrix (what a matrix product wants).
     """
     counts = np.array([len(s) for s in samples])
-    x = np.zeros((3, len(samples), counts.max()), np.float32)
-    for i, s in enumerate(samples):
-        x[:, i, : len(s)] = s.T
+    if len(samples) == 1:  # a view, not a copy (a large image is often alone in its bucket)
+        x = np.asarray(samples[0], np.float32).T[:, None, :]
+    else:
+        x = np.zeros((3, len(samples), counts.max()), np.float32)
+        for i, s in enumerate(samples):
+            x[:, i, : len(s)] = s.T
     coarse = min(COARSE_POINTS, x.shape[2])
     xc = np.ascontiguousarray(x[:, :, :coarse])
     # Convergence tolerance relative to each sample's color variance (estimated on the coarse subset).
@@ -114,8 +126,14 @@ def _kmeans_bucket(samples: list[np.ndarray], uniforms: np.ndarray, k: int) -> n
     tol = TOLERANCE * np.maximum(var, 1e-12)
     centers = _kmeans_plus_plus(xc, np.minimum(counts, coarse), uniforms, k)
     centers = _lloyd(xc, np.minimum(counts, coarse), centers, MAX_ITERATIONS, tol)
-    if coarse < x.shape[2]:
+    # Polish only the samples larger than the coarse subset (decided per image: a sample of <= 2048
+    # points was fitted whole already, whatever the size of its bucket-mates).
+    polish = counts > coarse
+    if polish.all():
         centers = _lloyd(x, counts, centers, POLISH_ITERATIONS, tol)
+    elif polish.any():
+        xp = np.ascontiguousarray(x[:, polish, : counts[polish].max()])
+        centers[polish] = _lloyd(xp, counts[polish], centers[polish], POLISH_ITERATIONS, tol[polish])
     return centers
 
 
@@ -132,18 +150,20 @@ def _assign(x: np.ndarray, counts: np.ndarray, centers: np.ndarray) -> np.ndarra
     minus_2c = centers * np.float32(-2)
     c_sq = (centers**2).sum(-1)
     for b in range(n_sets):
-        n = counts[b]
-        xb, m = x[:, b, :n], minus_2c[b]
-        scores = m[:, 0:1] * xb[0]
-        scores += m[:, 1:2] * xb[1]
-        scores += m[:, 2:3] * xb[2]
-        scores += c_sq[b][:, None]
-        best, lab = scores[0], labels[b, :n]
-        lab[:] = 0
-        for j in range(1, k):
-            closer = scores[j] < best
-            np.minimum(best, scores[j], out=best)
-            lab[closer] = j
+        m, m_sq = minus_2c[b], c_sq[b][:, None]
+        for start in range(0, counts[b], ASSIGN_POINTS):  # slices bound the (k, points) scores
+            stop = min(counts[b], start + ASSIGN_POINTS)
+            xb = x[:, b, start:stop]
+            scores = m[:, 0:1] * xb[0]
+            scores += m[:, 1:2] * xb[1]
+            scores += m[:, 2:3] * xb[2]
+            scores += m_sq
+            best, lab = scores[0], labels[b, start:stop]
+            lab[:] = 0
+            for j in range(1, k):
+                closer = scores[j] < best
+                np.minimum(best, scores[j], out=best)
+                lab[closer] = j
     return labels
 
 
@@ -175,31 +195,36 @@ def _lloyd(x: np.ndarray, counts: np.ndarray, centers: np.ndarray, max_iter: int
            tol: np.ndarray) -> np.ndarray:
     """Lloyd's iterations until every set's squared center shift is below its `tol`.
 
-    Sets that have converged drop out (the arrays are compacted when a third of them are done), so
-    one slow image does not keep the whole bucket iterating. Centroid sums are one `bincount` per
-    channel over (set, label) bins; padding points fall in a discarded extra bin per set. An empty
-    cluster keeps its previous center.
+    A set stops at its own convergence, exactly as it would alone: its centers are frozen from then
+    on, however long its bucket-mates go on. Converged sets leave the arrays when a third of them are
+    done (compaction), so one slow image does not keep the whole bucket computing. Centroid sums
+    are one `bincount` per channel over (set, label) bins; padding points fall in a discarded extra
+    bin per set. An empty cluster keeps its previous center.
     """
     centers = centers.copy()
     active = np.arange(len(centers))
+    running = np.ones(len(centers), bool)  # per set in the arrays: not converged yet
     xa, na, ca, tola = x, counts, centers, tol
     k = centers.shape[1]
     for _ in range(max_iter):
         n_sets = len(ca)
-        bins = (_assign(xa, na, ca) + (np.arange(n_sets) * (k + 1))[:, None]).ravel()
+        bins = _assign(xa, na, ca)
+        bins += (np.arange(n_sets) * (k + 1))[:, None]  # in place: one (sets, points) int64 array
+        bins = bins.ravel()
         size = n_sets * (k + 1)
         members = np.bincount(bins, minlength=size).reshape(n_sets, k + 1)[:, :k]
         sums = np.stack([np.bincount(bins, weights=xa[c].ravel(), minlength=size) for c in range(3)], -1)
         sums = sums.reshape(n_sets, k + 1, 3)[:, :k]
         new = np.where(members[..., None] > 0, sums / np.maximum(members, 1)[..., None], ca)
         new = new.astype(np.float32)
-        moving = ((new - ca) ** 2).sum(axis=(1, 2)) > tola
-        centers[active] = new
+        moving = running & (((new - ca) ** 2).sum(axis=(1, 2)) > tola)
+        centers[active[running]] = new[running]
         if not moving.any():
             break
-        ca = new
+        running, ca = moving, new
         if moving.sum() < 0.67 * n_sets:
             active, na, ca, tola = active[moving], na[moving], ca[moving], tola[moving]
+            running = running[moving]
             xa = np.ascontiguousarray(xa[:, moving])
     return centers
 
@@ -236,14 +261,27 @@ def image_palettes(paths: Sequence[Path], k: int = 5, sample_points: float = 0.3
     chunks = [todo[s: s + size] for s in range(0, len(todo), size)]
 
     def quantize(chunk: list[int]) -> tuple[list[int], np.ndarray, list[str]]:
-        loaded = [_load_sample(paths[i], digest_of[i], k, sample_points, seed) for i in chunk]
-        good = [i for i, (_, _, err) in zip(chunk, loaded, strict=True) if err is None]
-        errors = [err for _, _, err in loaded if err is not None]
-        if not good:
-            return [], np.empty((0, k, 3), np.float32), errors
-        samples = [s for s, _, err in loaded if err is None]
-        uniforms = np.stack([u for _, u, err in loaded if err is None])
-        return good, batched_kmeans(samples, uniforms, k), errors
+        # Decoded one by one and quantized in groups of at most CHUNK_POINTS sample points (a
+        # larger sample on its own), so memory does not grow with the images' size.
+        good: list[int] = []
+        errors: list[str] = []
+        results = [np.empty((0, k, 3), np.float32)]
+        samples: list[np.ndarray] = []
+        uniforms: list[np.ndarray] = []
+        for i in chunk:
+            sample, uniform, err = _load_sample(paths[i], digest_of[i], k, sample_points, seed)
+            if sample is None or uniform is None:
+                errors.append(str(err))
+                continue
+            if samples and sum(map(len, samples)) + len(sample) > CHUNK_POINTS:
+                results.append(batched_kmeans(samples, np.stack(uniforms), k))
+                samples, uniforms = [], []
+            samples.append(sample)
+            uniforms.append(uniform)
+            good.append(i)
+        if samples:
+            results.append(batched_kmeans(samples, np.stack(uniforms), k))
+        return good, np.concatenate(results), errors
 
     with ThreadPoolExecutor(workers) as pool:
         for chunk, (good, centers, errors) in zip(chunks, pool.map(quantize, chunks), strict=True):
