@@ -127,9 +127,11 @@ def gp_wgan(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tenso
 
 
 def gp_dragan(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:
-    """DRAGAN (Kodali et al. 2017): unit gradient norm around noise-perturbed real images."""
+    """DRAGAN (Kodali et al. 2017): unit gradient norm around the real images, at a random point
+    (alpha per image) between each real image and its noise-perturbed copy, as the authors' code does."""
     noise = 0.5 * real.std() * torch.rand_like(real)
-    return _grad_norm_penalty(discriminator, real + noise, 1.0)
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, dtype=real.dtype)
+    return _grad_norm_penalty(discriminator, real + alpha * noise, 1.0)
 
 
 def gp_r1(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:

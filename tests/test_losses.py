@@ -96,3 +96,20 @@ def test_gradient_penalties_closed_form(name: str, expected: float) -> None:
     assert float(penalty) == pytest.approx(expected, rel=1e-5)
     penalty.backward()  # differentiable w.r.t. D's weights (create_graph)
     assert D.w.grad is not None and float(D.w.grad.abs().sum()) > 0
+
+
+def test_dragan_penalises_points_between_each_real_image_and_its_perturbed_copy() -> None:
+    torch.manual_seed(0)
+    real = torch.rand(64, 3, 4, 4)
+    seen: list[torch.Tensor] = []
+
+    def d(x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.detach().clone())
+        return x.flatten(1).sum(1)
+
+    GRADIENT_PENALTIES["dragan"](d, real, torch.zeros_like(real))
+    offset = (seen[0] - real).flatten(1)
+    assert offset.min() >= 0 and offset.max() <= 0.5 * float(real.std()) + 1e-6  # in [x, x + 0.5 std U]
+    # alpha is drawn per image: the mean offsets spread out rather than all sitting at alpha = 1
+    per_image = offset.mean(1)
+    assert float(per_image.min()) < 0.3 * float(per_image.max())
