@@ -86,7 +86,11 @@ def main() -> None:
     if {"classic", "small-data"} <= results.keys():
         ratio = statistics.mean(r["swd"] for r in results["small-data"]) / statistics.mean(
             r["swd"] for r in results["classic"])
-        print(f"small-data SWD / classic SWD = {ratio:.2f} (target <= 0.7)")
+        recall = {k: statistics.mean(r["recall"] for r in results[k]) for k in ("classic", "small-data")}
+        print(f"small-data SWD / classic SWD = {ratio:.2f} (target <= 0.7: "
+              f"{'met' if ratio <= 0.7 else 'MISSED'}); recall {recall['small-data']:.3f} vs classic "
+              f"{recall['classic']:.3f} (target: not lower: "
+              f"{'met' if recall['small-data'] >= recall['classic'] else 'MISSED'})")
     anchor = SHARED / "seed-dcgan-100k"
     if anchor.is_dir():
         seed_set = load_image_set(str(anchor), (64, 64))

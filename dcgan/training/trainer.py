@@ -92,6 +92,13 @@ class Trainer:
         return z[self.dist.local_slice(self.opts.batch_size)].to(self.device)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """bf16 autocast for G and D; the losses and penalties are computed on `.float()` outputs.
+
+        BatchNorm takes and returns bf16 under autocast, but PyTorch's kernels accumulate its batch
+        mean and variance in fp32 and keep the running statistics and affine weights in fp32; an fp32
+        output would be cast back to bf16 by the next convolution anyway, so forcing one would only
+        add two casts per layer.
+        """
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     def aug(self, x: torch.Tensor) -> torch.Tensor:
