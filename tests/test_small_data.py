@@ -40,7 +40,9 @@ def mean_color(folder: Path, pattern: str = "*.png") -> np.ndarray:
 def test_presets_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
     small = json.loads((train_tiny(tmp_path / "a", 1) / "options.json").read_text())
     assert (small["preset"], small["arch"], small["loss"], small["diffaug"], small["ema"]) == (
-        "small-data", "sngan", "hinge", "color,translation,cutout", 0.999)  # 54 images < 5,000
+        "small-data", "sngan", "hinge", "color,translation,cutout", 0.999)
+    auto = json.loads((train_tiny(tmp_path / "d", 1, "--preset", "auto") / "options.json").read_text())
+    assert (auto["preset"], auto["arch"], auto["loss"], auto["ema"]) == ("classic", "dcgan", "bce", 0.0)
     classic = json.loads((train_tiny(tmp_path / "b", 1, "--preset", "classic", "--lr-d", "0.0004")
                           / "options.json").read_text())
     assert (classic["arch"], classic["loss"], classic["diffaug"], classic["ema"], classic["lr_d"]) == (
@@ -52,7 +54,7 @@ def test_conditional_classes_are_generated_on_demand(tmp_path: Path) -> None:
     data = make_two_classes(tmp_path / "data")
     run_dir = tmp_path / "run"
     run("training", data, 200, 16, run_dir, "--conditional", "--z-dim", "16", "--g-channels", "16",
-        "--d-channels", "16", "--quiet")
+        "--d-channels", "16", "--quiet", "--preset", "small-data")
     assert load_checkpoint(run_dir)["class_names"] == ["benign", "malignant"]
     for cls in ("benign", "malignant"):
         run("generate", run_dir, 16, tmp_path / cls, "--class", cls, "--quiet")

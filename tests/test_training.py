@@ -20,7 +20,8 @@ from dcgan.training.checkpoint import load_checkpoint
 from gancontrol import cli
 from tests.conftest import REPO, TRAINING_DATA, make_image
 
-TINY = ["--resolution", "32", "--z-dim", "16", "--g-channels", "8", "--d-channels", "8", "--quiet"]
+TINY = ["--resolution", "32", "--z-dim", "16", "--g-channels", "8", "--d-channels", "8", "--quiet",
+        "--preset", "small-data"]  # SN D, hinge, DiffAugment, EMA: the most code paths in one run
 
 
 def run(*args: str, ok: bool = True) -> str:
