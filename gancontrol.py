@@ -12,13 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-import types
-from typing import Any, ClassVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, get_type_hints
 
 import click
 
 from dcgan.cli import user_errors
-from dcgan.options import TrainOptions, load_yaml, merge_options, option_help
+from dcgan.options import TrainOptions, base_type, load_yaml, merge_options, option_help
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 POSITIONAL = ("training_images", "steps", "batch_size", "output_dir")
@@ -42,9 +41,7 @@ def cli() -> None:
 
 
 def _click_type(tp: Any) -> Any:
-    if get_origin(tp) in (Union, types.UnionType):
-        tp = next(a for a in get_args(tp) if a is not type(None))
-    return {int: int, float: float, str: str, bool: bool}[tp]
+    return {int: int, float: float, str: str, bool: bool}[base_type(tp)]
 
 
 def train_options(func: Any) -> Any:

@@ -129,17 +129,22 @@ class TrainOptions:
 OPTIONS_FILE = "options.json"
 
 
+def base_type(hint: Any) -> Any:
+    """The type of an option without its `| None` (`int | None` -> int); others unchanged."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
+
+
 def _coerce(value: Any, hint: Any, name: str, source: str) -> Any:
     """`value` as the field's type, or a one-line error naming the option.
 
     YAML reads `lr-d: 4e-4` as a string and `steps: 1e4` as a float (PyYAML follows YAML 1.1), so
     values from a control file are converted here instead of failing later inside PyTorch.
     """
-    kind = hint
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # `int | None`
-        if value is None:
-            return None
-        kind = next(a for a in typing.get_args(hint) if a is not type(None))
+    if value is None and typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return None
+    kind = base_type(hint)
     if typing.get_origin(kind) is list:
         if isinstance(value, list):
             return [str(v) for v in value]

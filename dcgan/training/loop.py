@@ -166,8 +166,6 @@ def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None
         log.warning("--label-smoothing has no effect with --loss %s", opts.loss)
     if resume_from is not None:
         trainer.load_state_dict(resume_from)
-    ddp.seed_rank(opts.seed, trainer.step, dist)
-    if resume_from is not None:
         if dist.is_main:
             runlog.truncate_stats(run_dir, trainer.step)
         log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, opts.steps,
@@ -178,6 +176,7 @@ def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None
                  opts.steps, opts.batch_size, trainer.device, dist.world,
                  " with bf16 autocast" if trainer.bf16 else "", opts.preset, opts.loss, opts.arch,
                  opts.diffaug, opts.ema)
+    ddp.seed_rank(opts.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
     if dist.is_main:
         opts.save(run_dir / OPTIONS_FILE)
     with stop_on_signals(trainer):
