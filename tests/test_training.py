@@ -138,6 +138,30 @@ def test_no_ema_and_truncation_change_the_same_seeds_image(tmp_path: Path) -> No
     assert np.abs(flat[0] - flat[1]).mean() < 0.2 * spread
 
 
+def test_ema_generator_has_batchnorm_statistics_of_its_own_weights(tmp_path: Path) -> None:
+    """The EMA G's running mean/variance are measured on the EMA weights, not copied from G."""
+    from dcgan.generate import load_generator
+
+    run_dir = train_tiny(tmp_path / "run", 6)
+    G_ema, opts, ckpt = load_generator(run_dir)
+    norms = {name: m for name, m in G_ema.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(lambda m, inp, out, name=name: seen.__setitem__(name, inp[0]))
+             for name, m in norms.items()]
+    with torch.no_grad():
+        G_ema(torch.randn(2048, opts.z_dim, generator=torch.Generator().manual_seed(5)))
+    for h in hooks:
+        h.remove()
+    for name, m in norms.items():
+        x = seen[name].double()
+        mean, var = x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3))
+        # The statistics fit the weights they normalise: means within 0.1 std, variances within 15%.
+        assert ((m.running_mean - mean).abs() / var.sqrt()).max() < 0.1
+        assert ((m.running_var / var) - 1).abs().max() < 0.15
+        # G's own statistics, which the EMA copy used to take, would not fit.
+        assert not torch.allclose(ckpt["G"][f"{name}.running_var"], m.running_var, rtol=0.15)
+
+
 def test_sample_grid_matches_generate(tmp_path: Path) -> None:
     """The training grid shows exactly the images `generate --seed 0` writes."""
     out = train_tiny(tmp_path / "run", 2, "--grid-size", "4")
