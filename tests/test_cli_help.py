@@ -45,6 +45,7 @@ def test_top_level_help_as_a_user_runs_it(script: str) -> None:
 
 def test_training_help_spells_out_the_presets() -> None:
     out = " ".join(CliRunner().invoke(gancontrol.cli, ["training", "--help"]).output.split())
-    assert "small-data: arch sngan, loss hinge, diffaug color,translation,cutout" in out
+    assert "small-data: arch dcgan, loss bce, ema 0.999, diffaug none" in out
+    assert "sngan-diffaug: arch sngan, loss hinge, diffaug color,translation,cutout" in out
     assert "classic: arch dcgan, loss bce, ema 0.0" in out
     assert "[default: bce, or the preset's]" in out

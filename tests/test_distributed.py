@@ -20,7 +20,7 @@ from tests.conftest import REPO, TRAINING_DATA
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
             "--local-addr=127.0.0.1"]
 TINY = ["--resolution", "32", "--z-dim", "16", "--g-channels", "8", "--d-channels", "8",
-        "--preset", "small-data"]
+        "--preset", "sngan-diffaug"]
 
 
 def torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]:

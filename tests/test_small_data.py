@@ -38,11 +38,13 @@ def mean_color(folder: Path, pattern: str = "*.png") -> np.ndarray:
 
 
 def test_presets_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
-    small = json.loads((train_tiny(tmp_path / "a", 1) / "options.json").read_text())
-    assert (small["preset"], small["arch"], small["loss"], small["diffaug"], small["ema"]) == (
-        "small-data", "sngan", "hinge", "color,translation,cutout", 0.999)
+    sn = json.loads((train_tiny(tmp_path / "a", 1) / "options.json").read_text())
+    assert (sn["preset"], sn["arch"], sn["loss"], sn["diffaug"], sn["ema"]) == (
+        "sngan-diffaug", "sngan", "hinge", "color,translation,cutout", 0.999)
+    # 54 training images: auto takes the small-data recipe (classic + EMA generator).
     auto = json.loads((train_tiny(tmp_path / "d", 1, "--preset", "auto") / "options.json").read_text())
-    assert (auto["preset"], auto["arch"], auto["loss"], auto["ema"]) == ("classic", "dcgan", "bce", 0.0)
+    assert (auto["preset"], auto["arch"], auto["loss"], auto["diffaug"], auto["ema"]) == (
+        "small-data", "dcgan", "bce", "none", 0.999)
     classic = json.loads((train_tiny(tmp_path / "b", 1, "--preset", "classic", "--lr-d", "0.0004")
                           / "options.json").read_text())
     assert (classic["arch"], classic["loss"], classic["diffaug"], classic["ema"], classic["lr_d"]) == (
@@ -50,11 +52,21 @@ def test_presets_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
     assert "--preset" in error_of("training", TRAINING_DATA, 1, 8, tmp_path / "c", "--preset", "fancy")
 
 
+def test_auto_preset_follows_the_number_of_training_images() -> None:
+    from dcgan.options import SMALL_DATA_LIMIT, TrainOptions, apply_preset
+
+    assert apply_preset(TrainOptions(), SMALL_DATA_LIMIT - 1).preset == "small-data"
+    big = apply_preset(TrainOptions(), SMALL_DATA_LIMIT)
+    assert (big.preset, big.ema) == ("classic", 0.0)
+    mine = apply_preset(TrainOptions(ema=0.99, user_set=["ema"]), 10)
+    assert (mine.preset, mine.ema) == ("small-data", 0.99)
+
+
 def test_conditional_classes_are_generated_on_demand(tmp_path: Path) -> None:
     data = make_two_classes(tmp_path / "data")
     run_dir = tmp_path / "run"
     run("training", data, 200, 16, run_dir, "--conditional", "--z-dim", "16", "--g-channels", "16",
-        "--d-channels", "16", "--quiet", "--preset", "small-data")
+        "--d-channels", "16", "--quiet", "--preset", "sngan-diffaug")
     assert load_checkpoint(run_dir)["class_names"] == ["benign", "malignant"]
     for cls in ("benign", "malignant"):
         run("generate", run_dir, 16, tmp_path / cls, "--class", cls, "--quiet")
