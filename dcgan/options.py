@@ -210,8 +210,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # plus an EMA generator whose BatchNorm statistics are measured on its own weights. Measured
     # (bench/quality.py, 398 images, 2,000 steps of 32): it beat classic on SWD and recall, while
     # spectral norm + hinge (SWD 121), DiffAugment (78 with flip,rot90; 116 with
-    # color,translation,cutout), lr 4e-4 (62) and label smoothing 0.9 (52.3, recall 0.618 vs 0.678)
-    # did not help at this budget.
+    # color,translation,cutout, measured before the EMA fix), lr 4e-4 (62) and label smoothing 0.9
+    # (52.3, recall 0.618 vs 0.678) did not help at this budget.
     "small-data": {"arch": "dcgan", "loss": "bce", "ema": 0.999, "diffaug": "none", "lr_g": 2e-4,
                    "lr_d": 2e-4, "gp": "none"},
     # The literature's recipe for small sets at long budgets (SNGAN discriminator, hinge loss,
