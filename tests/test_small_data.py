@@ -71,11 +71,14 @@ def test_conditional_classes_are_generated_on_demand(tmp_path: Path) -> None:
     for cls in ("benign", "malignant"):
         run("generate", run_dir, 16, tmp_path / cls, "--class", cls, "--quiet")
         assert len(list((tmp_path / cls).glob(f"{cls}_seed*.png"))) == 16
-    real = {c: mean_color(data / c) for c in ("benign", "malignant")}
-    fake = {c: mean_color(tmp_path / c) for c in ("benign", "malignant")}
+    # The classes differ in their lesions' hue (red discs, blue squares) on shared skin-like
+    # backgrounds, so compare the mean red-minus-blue: the full RGB mean is mostly background and
+    # left too thin a margin to survive a change of thread count (60.4 vs 60.0 single-threaded).
+    real = {c: mean_color(data / c) @ [1, 0, -1] for c in ("benign", "malignant")}
+    fake = {c: mean_color(tmp_path / c) @ [1, 0, -1] for c in ("benign", "malignant")}
     for own, other in (("benign", "malignant"), ("malignant", "benign")):
-        assert np.linalg.norm(fake[own] - real[own]) < np.linalg.norm(fake[own] - real[other]), (own, fake)
-    assert fake["malignant"][0] - fake["malignant"][2] > fake["benign"][0] - fake["benign"][2] + 10
+        assert abs(fake[own] - real[own]) < abs(fake[own] - real[other]), (own, fake, real)
+    assert fake["malignant"] > fake["benign"] + 10
     run("generate", run_dir, 5, tmp_path / "ov", "--overview", "--quiet")
     (grid,) = (tmp_path / "ov").iterdir()
     assert Image.open(grid).size == (5 * 34 + 2, 2 * 34 + 2)  # one row per class
