@@ -22,7 +22,7 @@ from dcgan.options import TrainOptions, base_type, load_yaml, merge_options, opt
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 POSITIONAL = ("training_images", "steps", "batch_size", "output_dir")
 DERIVED = ("channels", "user_set")
-CHOICES = {"arch": ["dcgan", "sngan"], "device": ["auto", "cpu", "cuda"],
+CHOICES = {"arch": ["dcgan", "sngan"], "upsample": ["transpose", "resize"], "device": ["auto", "cpu", "cuda"],
            "precision": ["auto", "bf16", "fp32"]}
 
 

@@ -36,7 +36,8 @@ def load_generator(model: str | Path, use_ema: bool = True,
     """The generator of a checkpoint (or run folder), in eval mode, with its options."""
     ckpt = load_checkpoint(model)
     opts = TrainOptions.from_dict(ckpt["options"])
-    G = Generator(ckpt["resolution"], opts.z_dim, opts.g_channels, ckpt["channels"], len(model_classes(ckpt)))
+    G = Generator(ckpt["resolution"], opts.z_dim, opts.g_channels, ckpt["channels"], len(model_classes(ckpt)),
+                  opts.upsample)
     state = ckpt["G_ema"] if use_ema and ckpt.get("G_ema") is not None else ckpt["G"]
     G.load_state_dict(state)
     return G.to(device).eval(), opts, ckpt

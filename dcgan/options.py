@@ -38,6 +38,8 @@ class TrainOptions:
     g_channels: int = opt(64, "generator width (channels of its last hidden layer)")
     d_channels: int = opt(64, "discriminator width (channels of its first layer)")
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer)")
+    upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
+                        "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts)")
     loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
     gp: str = opt("none", "gradient penalty: none | wgan | dragan | r1")
     gp_weight: float = opt(10.0, "weight of the gradient penalty")
@@ -81,6 +83,9 @@ class TrainOptions:
         check(self.gp in GRADIENT_PENALTIES,
               f"--gp {self.gp!r}: unknown, choose from {', '.join(GRADIENT_PENALTIES)}")
         check(self.arch in ("dcgan", "sngan"), f"--arch {self.arch!r}: choose dcgan or sngan")
+        from .models import UPSAMPLING
+
+        check(self.upsample in UPSAMPLING, f"--upsample {self.upsample!r}: choose {' or '.join(UPSAMPLING)}")
         check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
               f"--device {self.device!r}: choose auto, cpu or cuda")
         check(self.precision in ("auto", "bf16", "fp32"), f"--precision {self.precision!r}: auto, bf16, fp32")

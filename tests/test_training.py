@@ -70,7 +70,7 @@ def _state(ckpt: dict) -> dict[str, torch.Tensor]:
     return flat
 
 
-VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2"]
+VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2", "--upsample", "resize"]
 
 
 # The 2018 recipe (DCGAN D with BatchNorm, bce, no EMA) and a WGAN-GP / DRAGAN-style run too: every
@@ -81,7 +81,8 @@ DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90"]
 
 
 @pytest.mark.parametrize("extra", [[], VARIANT, CLASSIC, WGAN_GP, DRAGAN],
-                         ids=["sngan-diffaug", "ragan-sngan-r1", "classic", "wgan-gp", "dragan-diffaug"])
+                         ids=["sngan-diffaug", "ragan-sngan-r1-resize", "classic", "wgan-gp",
+                              "dragan-diffaug"])
 def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 6, *extra)
     split = train_tiny(tmp_path / "b", 3, *extra)
@@ -102,7 +103,7 @@ def test_resume_refuses_when_done(tmp_path: Path) -> None:
 
 
 def test_generate_is_reproducible_across_counts_and_batches(tmp_path: Path) -> None:
-    out = train_tiny(tmp_path / "run", 2)
+    out = train_tiny(tmp_path / "run", 2, "--upsample", "resize")  # generate rebuilds G from options.json
     run("generate", out, 5, tmp_path / "g1", "--seed", 7, "--batch-size", 2, "--quiet")
     run("generate", out / "checkpoint.pt", 3, tmp_path / "g2", "--seed", 9, "--batch-size", 64, "--quiet")
     assert sorted(p.name for p in (tmp_path / "g1").iterdir()) == [f"seed{s:06d}.png" for s in range(7, 12)]

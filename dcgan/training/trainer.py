@@ -265,7 +265,7 @@ def build_trainer(opts: TrainOptions, data: ImageSet, dist: DistInfo | None = No
     device = device_for(dist, resolve_device(opts.device))
     seed_everything(opts.seed)
     n_cls = len(data.class_names) if opts.conditional else 0
-    G = Generator(data.resolution, opts.z_dim, opts.g_channels, data.channels, n_cls)
+    G = Generator(data.resolution, opts.z_dim, opts.g_channels, data.channels, n_cls, opts.upsample)
     D = Discriminator(data.resolution, opts.d_channels, data.channels, opts.arch, n_cls)
     # The EMA copy keeps plain BatchNorm even under --sync-bn: it only runs on rank 0 (samples,
     # checkpoints), where a SyncBatchNorm would wait for the other ranks.
