@@ -3,7 +3,8 @@
 That covers 32, 64, 128, 256, 512 (base 4) and 40, 80, 160, 320 (base 5; 160 px was the 2018
 tool's size). The generator starts from a base x base map and doubles the size k times; the
 discriminator mirrors it. Widths double towards the small maps, capped at 8x the base width, as in
-the DCGAN paper's 64 px network (which this reproduces exactly at 64 px, 64 channels).
+the DCGAN paper's 64 px network (which this reproduces exactly at 64 px, 64 channels, with the
+default `upsample="transpose"`; `"resize"` swaps its transposed convs for resize + 3x3 conv).
 
 With `num_classes > 0` both become class-conditional: the generator's BatchNorms take a per-class
 scale and shift (conditional BatchNorm), and the discriminator adds the inner product of a class
