@@ -116,6 +116,22 @@ def test_generate_is_reproducible_across_counts_and_batches(tmp_path: Path) -> N
     assert Image.open(grid).size == (4 * 34 + 2, 3 * 34 + 2)  # 10 images: 4 per row, 3 rows
 
 
+def test_runs_saved_before_upsample_existed_still_resume_and_generate(tmp_path: Path) -> None:
+    # Runs of earlier versions have no `upsample` in their options: they were transposed-conv
+    # generators, whatever `small-data` now picks, and must load as such.
+    out = train_tiny(tmp_path / "old", 2, "--preset", "small-data", "--upsample", "transpose")
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    del ckpt["options"]["upsample"]
+    torch.save(ckpt, out / "checkpoint.pt")
+    options = json.loads((out / "options.json").read_text())
+    del options["upsample"]
+    (out / "options.json").write_text(json.dumps(options))
+    run("generate", out, 2, tmp_path / "fakes", "--quiet")
+    assert len(list((tmp_path / "fakes").glob("*.png"))) == 2
+    run("resume", out, "--steps", 3, "--quiet")
+    assert load_checkpoint(out)["step"] == 3
+
+
 def test_no_ema_and_truncation_change_the_same_seeds_image(tmp_path: Path) -> None:
     out = train_tiny(tmp_path / "run", 2)
     # A few tiny steps leave both generators near their grey init; make the EMA one visibly its
