@@ -216,8 +216,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # translation, which keeps D from memorising the few reals (its mean real-fake logit gap stayed
     # at 1.5-2.8 after step 500, against 4.6-8.2 without), and a resize-conv generator, without
     # which translation left a visible checkerboard grid in the samples. Measured in the README
-    # (bench/quality.py: 398 images, 2,000 steps of 32). Spectral norm + hinge, color augmentation,
-    # flip,rot90, lr 4e-4 and label smoothing 0.9 did not help at this budget.
+    # (bench/quality.py: 398 images, 2,000 steps of 32). Spectral norm + hinge, color, cutout, flip
+    # and rot90 augmentation, lr 4e-4 and label smoothing 0.9 did not help at this budget.
     "small-data": {"arch": "dcgan", "loss": "bce", "ema": 0.999, "diffaug": "translation", "lr_g": 2e-4,
                    "lr_d": 2e-4, "gp": "none", "upsample": "resize"},
     # The literature's recipe for small sets at long budgets (SNGAN discriminator, hinge loss,
