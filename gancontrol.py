@@ -22,7 +22,7 @@ from dcgan.options import TrainOptions, base_type, load_yaml, merge_options, opt
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 POSITIONAL = ("training_images", "steps", "batch_size", "output_dir")
 DERIVED = ("channels", "user_set")
-CHOICES = {"arch": ["dcgan", "sngan"], "upsample": ["transpose", "resize"], "device": ["auto", "cpu", "cuda"],
+CHOICES = {"arch": ["dcgan", "sngan"], "device": ["auto", "cpu", "cuda"],
            "precision": ["auto", "bf16", "fp32"]}
 
 
@@ -47,9 +47,11 @@ def _click_type(tp: Any) -> Any:
 def train_options(func: Any) -> Any:
     """Add one click option per TrainOptions field (so the CLI, YAML and saved runs never drift)."""
     from dcgan.losses import GRADIENT_PENALTIES, LOSSES
+    from dcgan.models import UPSAMPLING
     from dcgan.options import PRESETS
 
-    choices = {**CHOICES, "loss": list(LOSSES), "gp": list(GRADIENT_PENALTIES), "preset": ["auto", *PRESETS]}
+    choices = {**CHOICES, "loss": list(LOSSES), "gp": list(GRADIENT_PENALTIES), "upsample": list(UPSAMPLING),
+               "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
     by_preset = {k for values in PRESETS.values() for k in values}
     recipes = "; ".join(f"{name}: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in values.items())
