@@ -139,6 +139,28 @@ class Generator(nn.Module):
         return x
 
 
+class MinibatchStd(nn.Module):
+    """Append one channel: the std of each feature across a group of images, averaged (Karras 2018).
+
+    It lets D see how varied a batch is, so a generator that covers only some of the reals' looks
+    (a partial mode collapse) is told apart from the reals. Groups of `group` images, or fewer
+    when the batch does not divide (D sees separate real and fake batches of any size).
+    """
+
+    def __init__(self, group: int = 4):
+        super().__init__()
+        self.group = group
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        g = max(d for d in range(1, min(self.group, n) + 1) if n % d == 0)
+        if g == 1:  # a batch of one has no spread; the channel is zero (as in eval mode)
+            return torch.cat([x, x.new_zeros(n, 1, h, w)], dim=1)
+        std = x.float().view(g, n // g, c, h, w).var(dim=0, unbiased=False).add(1e-8).sqrt()
+        std = std.mean(dim=(1, 2, 3)).to(x.dtype)  # (n // g,)
+        return torch.cat([x, std.repeat(g)[:, None, None, None].expand(n, 1, h, w)], dim=1)
+
+
 class Discriminator(nn.Module):
     """image (N, C, R, R) [, class y (N,)] -> one logit per image.
 
@@ -148,7 +170,7 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, channels: int = 3, arch: str = "dcgan",
-                 num_classes: int = 0):
+                 num_classes: int = 0, mbstd: int = 0):
         super().__init__()
         base, _ = size_plan(resolution)
         widths = _widths(resolution, width)[::-1]
@@ -164,11 +186,13 @@ class Discriminator(nn.Module):
             if not sn:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(0.2, True))
-        layers.append(conv(widths[-1], 1, base, 1, 0))
+        if mbstd:
+            layers.append(MinibatchStd(mbstd))
+        layers.append(conv(widths[-1] + (1 if mbstd else 0), 1, base, 1, 0))
         self.main = nn.Sequential(*layers)
         self.embed: nn.Module | None = None
         if num_classes:
-            embed = nn.Embedding(num_classes, widths[-1])
+            embed = nn.Embedding(num_classes, widths[-1] + (1 if mbstd else 0))
             self.embed = spectral_norm(embed) if sn else embed
         self.apply(init_weights)
 

@@ -40,6 +40,8 @@ class TrainOptions:
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts)")
+    mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
+                     "spread, against partial mode collapse")
     loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
     gp: str = opt("none", "gradient penalty: none | wgan | dragan | r1")
     gp_weight: float = opt(10.0, "weight of the gradient penalty")
@@ -92,6 +94,7 @@ class TrainOptions:
         check(self.steps >= 1, "STEPS must be at least 1")
         check(self.batch_size >= 1, "BATCH_SIZE must be at least 1")
         check(0 <= self.ema < 1, f"--ema {self.ema}: must be in [0, 1)")
+        check(self.mbstd >= 0, f"--mbstd {self.mbstd}: must be 0 (off) or a group size")
         check(0 < self.label_smoothing <= 1, f"--label-smoothing {self.label_smoothing}: must be in (0, 1]")
         check(self.d_steps >= 1, "--d-steps must be at least 1")
         from .diffaug import parse_policy

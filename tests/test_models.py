@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dcgan.errors import UserError
-from dcgan.models import Discriminator, Generator, size_plan
+from dcgan.models import Discriminator, Generator, MinibatchStd, size_plan
 
 
 @pytest.mark.parametrize("resolution", [32, 40, 64, 128, 160, 256, 512])
@@ -111,3 +111,26 @@ def test_conditional_shapes_and_batchnorm_starts_as_identity_scale() -> None:
         assert float(m.gamma.weight.mean()) == pytest.approx(1.0, abs=0.01)
         assert float(m.beta.weight.abs().max()) == 0.0
     assert float(d.embed.weight.std()) == pytest.approx(0.02, rel=0.3)  # plain (non-SN) D
+
+
+def test_minibatch_std_channel_is_the_group_spread() -> None:
+    layer = MinibatchStd(group=4)
+    x = torch.randn(8, 5, 3, 3)
+    out = layer(x)
+    assert out.shape == (8, 6, 3, 3)
+    assert torch.equal(out[:, :5], x)
+    # Samples i, i+2, i+4, i+6 form group i (of 2 groups): the channel is their mean per-feature std.
+    for i in range(2):
+        expected = x[i::2].std(dim=0, unbiased=False).mean()
+        assert torch.allclose(out[i::2, 5], expected.expand(4, 3, 3), atol=1e-5)
+    # A collapsed batch (every image the same) has no spread; a varied one has.
+    same = layer(x[:1].expand(8, -1, -1, -1).contiguous())[:, 5]
+    assert float(same.max()) < 1e-3 < float(out[:, 5].min())
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5, 6, 32])
+def test_minibatch_std_takes_any_batch_size(batch: int) -> None:
+    D = Discriminator(32, width=8, mbstd=4)
+    assert D(torch.randn(batch, 3, 32, 32)).shape == (batch,)
+    assert sum(p.numel() for p in D.parameters()) == (
+        sum(p.numel() for p in Discriminator(32, width=8).parameters()) + 4 * 4)  # one more input map

@@ -266,7 +266,7 @@ def build_trainer(opts: TrainOptions, data: ImageSet, dist: DistInfo | None = No
     seed_everything(opts.seed)
     n_cls = len(data.class_names) if opts.conditional else 0
     G = Generator(data.resolution, opts.z_dim, opts.g_channels, data.channels, n_cls, opts.upsample)
-    D = Discriminator(data.resolution, opts.d_channels, data.channels, opts.arch, n_cls)
+    D = Discriminator(data.resolution, opts.d_channels, data.channels, opts.arch, n_cls, opts.mbstd)
     # The EMA copy keeps plain BatchNorm even under --sync-bn: it only runs on rank 0 (samples,
     # checkpoints), where a SyncBatchNorm would wait for the other ranks.
     G_ema = copy.deepcopy(G).requires_grad_(False) if opts.ema > 0 else None
