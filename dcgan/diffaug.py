@@ -42,8 +42,8 @@ def color(x: Tensor) -> Tensor:
     return contrast(saturation(brightness(x)))
 
 
-def translation(x: Tensor, ratio: float = 0.125) -> Tensor:
-    """Shift each image by up to `ratio` of its size, filling with zeros.
+def _shift(x: Tensor, ratio: float, reflect: bool) -> Tensor:
+    """Shift each image by up to `ratio` of its size; uncovered pixels are zeros or mirrored.
 
     Shifts are whole pixels, so one gather does it exactly (no interpolation blur, unlike
     grid_sample), and the gradient flows back to the shifted pixels.
@@ -54,11 +54,28 @@ def translation(x: Tensor, ratio: float = 0.125) -> Tensor:
     dx = torch.randint(-max_dx, max_dx + 1, (n,), device=x.device)
     rows = torch.arange(h, device=x.device)[None, :] - dy[:, None]  # source row for each target row
     cols = torch.arange(w, device=x.device)[None, :] - dx[:, None]
+    if reflect:  # mirror about the edge pixel: -1 -> 1, h -> h - 2 (shifts are below the size)
+        rows = torch.where(rows >= h, 2 * (h - 1) - rows, rows.abs())
+        cols = torch.where(cols >= w, 2 * (w - 1) - cols, cols.abs())
     valid = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
     idx = rows.clamp(0, h - 1)[:, :, None] * w + cols.clamp(0, w - 1)[:, None, :]  # (N, H, W)
     flat = x.flatten(2)  # (N, C, H*W)
     out = flat.gather(2, idx.flatten(1)[:, None, :].expand(-1, x.shape[1], -1)).view_as(x)
     return out * valid[:, None].to(x.dtype)
+
+
+def translation(x: Tensor, ratio: float = 0.125) -> Tensor:
+    """Shift each image by up to `ratio` of its size, filling with zeros (DiffAugment's)."""
+    return _shift(x, ratio, reflect=False)
+
+
+def translation_reflect(x: Tensor, ratio: float = 0.125) -> Tensor:
+    """Shift each image by up to `ratio` of its size, filling with the mirrored image (as ADA does).
+
+    Zero fill paints mid-grey bars over the image border, where dermoscopy keeps its background
+    colour and the dark vignette of the lens; mirroring keeps them.
+    """
+    return _shift(x, ratio, reflect=True)
 
 
 def cutout(x: Tensor, ratio: float = 0.5) -> Tensor:
@@ -97,6 +114,7 @@ AUGMENTATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "saturation": saturation,
     "contrast": contrast,
     "translation": translation,
+    "translation-reflect": translation_reflect,
     "cutout": cutout,
     "flip": flip,
     "rot90": rot90,

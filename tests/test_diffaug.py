@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dcgan.diffaug import AUGMENTATIONS, cutout, flip, make_augment, parse_policy, rot90, translation
+from dcgan.diffaug import (
+    AUGMENTATIONS,
+    cutout,
+    flip,
+    make_augment,
+    parse_policy,
+    rot90,
+    translation,
+    translation_reflect,
+)
 from dcgan.errors import UserError
 
 
@@ -29,6 +38,25 @@ def test_translation_shifts_whole_pixels_and_fills_zeros() -> None:
     zeros = (y == 0).flatten(1).sum(1)
     assert set(torch.unique(y).tolist()) <= {0.0, 1.0}
     assert int(zeros.max()) > 0 and int(zeros.min()) == 0  # some shifted, some not
+
+
+def test_translation_reflect_mirrors_the_border_instead_of_zeros() -> None:
+    torch.manual_seed(3)
+    assert float(translation_reflect(torch.ones(64, 3, 16, 16)).min()) == 1.0  # no fill value anywhere
+    ramp = torch.arange(16.0).expand(64, 1, 16, 16).contiguous()  # every row 0..15
+    y = translation_reflect(ramp)
+    assert torch.equal(y, y[:, :, :1].expand_as(y))  # columns move alike in every row
+
+    def mirrored(d: int) -> torch.Tensor:  # row shifted right by d, mirrored about the edge pixels
+        src = torch.arange(16) - d
+        return torch.where(src < 0, -src, torch.where(src > 15, 30 - src, src)).float()
+
+    shifts = []
+    for row in y[:, 0, 0]:
+        matches = [d for d in range(-2, 3) if torch.equal(row, mirrored(d))]  # 1/8 of 16 px: up to 2
+        assert len(matches) == 1, row
+        shifts += matches
+    assert set(shifts) == {-2, -1, 0, 1, 2}
 
 
 def test_cutout_removes_a_quarter() -> None:
