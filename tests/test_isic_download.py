@@ -566,10 +566,12 @@ def test_ctrl_c_leaves_no_partial_file(fake: FakeIsicServer, tmp_path: Path) -> 
             time.sleep(0.05)
         assert partials(out), "the download never started"
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=20)
+        stdout, stderr = proc.communicate(timeout=20)
     finally:
         proc.kill()
-    assert proc.returncode == 130 and "Interrupted." in stderr and "Traceback" not in stderr
+    # Seen once in a full run (exit 0 instead of 130, not reproduced since): say what the child printed.
+    assert proc.returncode == 130 and "Interrupted." in stderr and "Traceback" not in stderr, (
+        proc.returncode, stdout[-500:], stderr[-2000:])
     assert not partials(out)
     for path in out.glob("ISIC_*"):  # whatever finished is complete
         assert path.read_bytes() == fake.image(path.stem).full
