@@ -47,7 +47,7 @@ def test_training_help_spells_out_the_presets() -> None:
     # click wraps long lines, also after the hyphen of a name such as sngan-diffaug: undo both.
     output = CliRunner().invoke(gancontrol.cli, ["training", "--help"]).output
     out = " ".join(output.split()).replace("- ", "-")
-    assert ("small-data: arch dcgan, loss bce, ema 0.999, diffaug translation, lr-g 0.0002, lr-d 0.0002, "
+    assert ("small-data: arch dcgan, loss bce, ema 0.95, diffaug translation, lr-g 0.0004, lr-d 0.0002, "
             "gp none, upsample resize") in out
     assert "sngan-diffaug: arch sngan, loss hinge, diffaug color,translation,cutout" in out
     assert "classic: arch dcgan, loss bce, ema 0.0" in out

@@ -41,10 +41,12 @@ def test_presets_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
     sn = json.loads((train_tiny(tmp_path / "a", 1) / "options.json").read_text())
     assert (sn["preset"], sn["arch"], sn["loss"], sn["diffaug"], sn["ema"]) == (
         "sngan-diffaug", "sngan", "hinge", "color,translation,cutout", 0.999)
-    # 54 training images: auto takes the small-data recipe (classic + EMA G + translation + resize G).
+    # 54 training images: auto takes the small-data recipe (classic + short EMA + translation + resize G
+    # + G's learning rate doubled).
     auto = json.loads((train_tiny(tmp_path / "d", 1, "--preset", "auto") / "options.json").read_text())
-    assert (auto["preset"], auto["arch"], auto["loss"], auto["diffaug"], auto["ema"], auto["upsample"]) == (
-        "small-data", "dcgan", "bce", "translation", 0.999, "resize")
+    assert (auto["preset"], auto["arch"], auto["loss"], auto["diffaug"], auto["ema"], auto["upsample"],
+            auto["lr_g"], auto["lr_d"]) == (
+        "small-data", "dcgan", "bce", "translation", 0.95, "resize", 4e-4, 2e-4)
     classic = json.loads((train_tiny(tmp_path / "b", 1, "--preset", "classic", "--lr-d", "0.0004")
                           / "options.json").read_text())
     assert (classic["arch"], classic["loss"], classic["diffaug"], classic["ema"], classic["lr_d"]) == (
