@@ -154,7 +154,7 @@ class MinibatchStd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         g = max(d for d in range(1, min(self.group, n) + 1) if n % d == 0)
-        if g == 1:  # a batch of one has no spread; the channel is zero (as in eval mode)
+        if g == 1:  # a batch of one (or of a prime size above the group) has no group: the channel is zero
             return torch.cat([x, x.new_zeros(n, 1, h, w)], dim=1)
         std = x.float().view(g, n // g, c, h, w).var(dim=0, unbiased=False).add(1e-8).sqrt()
         std = std.mean(dim=(1, 2, 3)).to(x.dtype)  # (n // g,)
