@@ -188,11 +188,12 @@ class Discriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, True))
         if mbstd:
             layers.append(MinibatchStd(mbstd))
-        layers.append(conv(widths[-1] + (1 if mbstd else 0), 1, base, 1, 0))
+        features = widths[-1] + (1 if mbstd else 0)  # what the last conv (and the projection) sees
+        layers.append(conv(features, 1, base, 1, 0))
         self.main = nn.Sequential(*layers)
         self.embed: nn.Module | None = None
         if num_classes:
-            embed = nn.Embedding(num_classes, widths[-1] + (1 if mbstd else 0))
+            embed = nn.Embedding(num_classes, features)
             self.embed = spectral_norm(embed) if sn else embed
         self.apply(init_weights)
 
