@@ -70,18 +70,19 @@ def _state(ckpt: dict) -> dict[str, torch.Tensor]:
     return flat
 
 
-VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2", "--upsample", "resize"]
+VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2", "--upsample", "resize",
+           "--mbstd", "4"]
 
 
 # The 2018 recipe (DCGAN D with BatchNorm, bce, no EMA) and a WGAN-GP / DRAGAN-style run too: every
 # path whose state (BatchNorm buffers, penalty noise, optimiser moments) must survive a resume.
 CLASSIC = ["--preset", "classic", "--label-smoothing", "0.9"]
 WGAN_GP = ["--preset", "classic", "--loss", "wgan", "--gp", "wgan", "--lr-d", "1e-4"]
-DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90"]
+DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90,translation-reflect"]
 
 
 @pytest.mark.parametrize("extra", [[], VARIANT, CLASSIC, WGAN_GP, DRAGAN],
-                         ids=["sngan-diffaug", "ragan-sngan-r1-resize", "classic", "wgan-gp",
+                         ids=["sngan-diffaug", "ragan-sngan-r1-resize-mbstd", "classic", "wgan-gp",
                               "dragan-diffaug"])
 def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 6, *extra)
