@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 import json
 import logging
@@ -564,6 +565,15 @@ def test_thumbnails(fake: FakeIsicServer, tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in tmp_path.glob("ISIC_*")} == {
         f"{img.isic_id}.jpg": img.thumbnail for img in vis[:5]}  # vis[3] is a PNG; its thumbnail a JPEG
     assert {r.path.split("/")[2] for r in fake.requests if r.path.startswith("/files/")} == {"thumbnails"}
+    assert all(len(img.thumbnail) > img.thumbnail_size for img in vis[:5])  # credit segments, as full JPEGs
+    assert {v["kind"] for v in ledger(tmp_path).values()} == {"thumbnail_256"}
+
+    assert run(fake, tmp_path, n=5, thumbnails=True).skipped == 5 and len(fake.bodies_requested()) == 5
+    full = run(fake, tmp_path, n=5)  # a full image never passes for its thumbnail, nor the reverse
+    assert (full.downloaded, full.skipped) == (5, 0)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("ISIC_*")} == {
+        f"{img.isic_id}.{img.ext}": img.full for img in vis[:5]} | {  # the PNG's thumbnail stays beside it
+        f"{img.isic_id}.jpg": img.thumbnail for img in vis[:5] if img.ext != "jpg"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -633,3 +643,127 @@ def test_ctrl_c_leaves_no_partial_file(fake: FakeIsicServer, tmp_path: Path) -> 
     for path in out.glob("ISIC_*"):  # whatever finished is complete
         assert path.read_bytes() == fake.image(path.stem).full
     assert len(list(out.glob("ISIC_*"))) < 30
+
+
+# --------------------------------------------------------------------------------------------------
+# The real archive's habits: JPEGs larger than announced, re-runs, interrupts, a second download
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes; `.lock` only by name (it holds the last pid)."""
+    return {p.relative_to(folder).as_posix(): b"" if p.name == ".lock" else p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_done_when_25_malignant_survive_the_faults_and_a_rerun_fetches_no_body(tmp_path: Path) -> None:
+    with FakeIsicServer(n_images=80) as fake:
+        malignant = fake.search("diagnosis_1:Malignant")
+        hostile = malignant[5]
+        hostile.override["isic_id"] = "../../escape"  # listed among the first 26, refused
+        wanted = [img for img in malignant[:26] if img is not hostile]
+        assert len(wanted) == 25 and {img.ext for img in wanted} == {"jpg", "png", "tif"}
+        assert sum(len(img.full) > img.full_size for img in wanted) == sum(img.ext == "jpg" for img in wanted)
+        fake.fail_next(429, retry_after="1", path_prefix=f"/files/images/{wanted[2].isic_id}")
+        fake.fail_next(503, times=5, path_prefix="/files/")
+        fake.drop_mid_body[wanted[7].isic_id] = 1
+        fake.truncate_body[wanted[9].isic_id] = 1
+        out = tmp_path / "orig"
+        args = [str(out), "-n", "26", "--benign-malignant", "malignant", "--api-url", fake.api_url]
+        first = cli(*args)
+        assert first.stdout.strip() == f"found {len(malignant)}, downloaded 25, skipped 0, failed 1"
+        assert first.stderr.endswith("failed: ../../escape\n") and first.exit_code == 1
+        assert image_files(out) == {img.isic_id: img.full for img in wanted}  # 25/25 byte-identical
+        assert {k: v["sha256"] for k, v in ledger(out).items()} == {
+            img.isic_id: hashlib.sha256(img.full).hexdigest() for img in wanted}
+        assert not fake.fail_statuses and not partials(out)
+        assert [p.name for p in tmp_path.iterdir()] == ["orig"] and not (tmp_path.parent / "escape").exists()
+        bodies = len(fake.bodies_requested())
+        assert bodies == 25 + 1 + 5 + 1 + 1  # the 429, the 503s, the dropped and the truncated body
+        before = snapshot(out)
+
+        second = cli(*args)
+        assert second.stdout.strip() == f"found {len(malignant)}, downloaded 0, skipped 25, failed 1"
+        assert len(fake.bodies_requested()) == bodies  # zero bodies fetched on the re-run
+        assert snapshot(out) == before
+
+
+def test_ctrl_c_half_way_then_rerun_equals_an_uninterrupted_run(tmp_path: Path) -> None:
+    with FakeIsicServer(n_images=80) as fake:
+        args = ["-n", "25", "--benign-malignant", "malignant", "--api-url", fake.api_url]
+        assert cli(str(tmp_path / "whole"), *args).exit_code == 0
+        fake.chunk_delay = 0.05  # each image takes a few tenths of a second
+        out = tmp_path / "resumed"
+        proc = subprocess.Popen([sys.executable, "isic_dataset.py", "download", str(out), *args,
+                                 "--workers", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while len(image_files(out) if out.is_dir() else {}) < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+        assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+        kept = image_files(out)
+        assert 6 <= len(kept) < 25 and not partials(out)
+        _, rows = read_csv(out / "metadata.csv")  # the three records agree with the files on disk
+        assert sorted(ledger(out)) == sorted(kept) == [r["isic_id"] for r in rows]
+        assert (out / "attribution.txt").read_text(encoding="utf8") == isic.attribution_text(rows)
+
+        fake.chunk_delay = 0
+        bodies = len(fake.bodies_requested())
+        result = cli(str(out), *args)
+        assert result.stdout.strip().endswith(f"downloaded {25 - len(kept)}, skipped {len(kept)}, failed 0")
+        assert len(fake.bodies_requested()) - bodies == 25 - len(kept)
+        assert snapshot(out) == snapshot(tmp_path / "whole")
+
+
+def test_a_second_download_into_the_folder_is_refused_and_the_first_finishes(tmp_path: Path) -> None:
+    with FakeIsicServer(n_images=40) as fake:
+        fake.chunk_delay = 0.05
+        out = tmp_path / "orig"
+        proc = subprocess.Popen([sys.executable, "isic_dataset.py", "download", str(out), "-n", "12",
+                                 "--api-url", fake.api_url, "--workers", "2"],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not (out.is_dir() and partials(out)) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            second = cli(str(out), "-n", "12", "--api-url", fake.api_url)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert second.exit_code == 1 and second.stdout == ""
+        assert second.stderr == (f"Error: {out} is in use by another download (pid {proc.pid}, "
+                                 f"lock {out}/.lock); wait for it to finish or stop it\n")
+        assert proc.returncode == 0, stderr[-2000:]
+        assert stdout.strip() == "found 38, downloaded 12, skipped 0, failed 0"
+        vis = fake.visible()
+        assert image_files(out) == {img.isic_id: img.full for img in vis[:12]} and not partials(out)
+        assert sorted(ledger(out)) == ids(vis[:12])
+        assert sorted(fake.bodies_requested()) == ids(vis[:12])  # the refused run fetched no body
+
+
+def test_files_without_ledger_entry_are_checked_then_adopted(fake: FakeIsicServer, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    vis = fake.visible()
+    for img in vis[:4]:  # as isic-cli leaves them: right bytes, no ledger
+        (tmp_path / f"{img.isic_id}.{img.ext}").write_bytes(img.full)
+    (tmp_path / f"{vis[4].isic_id}.{vis[4].ext}").write_bytes(vis[4].full[:-300])  # cut short
+    assert run(fake, tmp_path, n=6) == DownloadSummary(found=38, downloaded=2, skipped=4, failed=[])
+    assert sorted(fake.bodies_requested()) == ids(vis[4:6])
+    assert ledger(tmp_path)[vis[0].isic_id] == {
+        "file": f"{vis[0].isic_id}.jpg", "kind": "full", "size": len(vis[0].full),
+        "sha256": hashlib.sha256(vis[0].full).hexdigest()}
+
+    flipped = tmp_path / f"{vis[1].isic_id}.{vis[1].ext}"  # same size, other bytes: not the file we had
+    flipped.write_bytes(vis[1].full[:-10] + bytes(10))
+    assert run(fake, tmp_path, n=6) == DownloadSummary(found=38, downloaded=1, skipped=5, failed=[])
+    assert fake.bodies_requested()[2:] == [vis[1].isic_id]
+    assert image_files(tmp_path) == {img.isic_id: img.full for img in vis[:6]}
+
+    (tmp_path / ".download-state.json").write_text("{not json")  # unreadable: every file gets decoded
+    assert run(fake, tmp_path, n=6) == DownloadSummary(found=38, downloaded=0, skipped=6, failed=[])
+    assert "ignoring unreadable" in capsys.readouterr().err
+    assert len(fake.bodies_requested()) == 3 and len(ledger(tmp_path)) == 6
