@@ -69,6 +69,7 @@ BODY_FACTOR = 20
 BODY_FLOOR = 16 << 20
 BODY_CAP = 512 << 20
 SAVE_EVERY_S = 1.0  # metadata.csv, attribution.txt and the ledger are rewritten at most this often
+SAVE_SHARE = 0.1  # ... and at most this share of the time (a big folder's files take longer to write)
 
 
 @dataclass
@@ -596,8 +597,9 @@ class _Output:
 
     `save` writes metadata.csv, attribution.txt and then the ledger, each atomically, for the files
     completed so far; the run calls it about every SAVE_EVERY_S and once more at the end or on an
-    interrupt, so a killed run leaves them describing the images it finished (a file finished after
-    the last save has no entry; the next run finds that it decodes and adopts it).
+    interrupt, so an interrupted run leaves them describing the images it finished. After a crash
+    (kill -9, power cut) the files finished since the last save have no entry yet; the next run
+    finds that they decode and adopts them.
     """
 
     def __init__(self, out: Path) -> None:
@@ -607,6 +609,7 @@ class _Output:
         self.rows: dict[str, dict[str, Any]] = {}
         self.dirty = False
         self.saved_at = time.monotonic()
+        self.save_every = SAVE_EVERY_S
 
     @classmethod
     @contextlib.contextmanager
@@ -631,19 +634,21 @@ class _Output:
         return merge_rows(self.existing, self.rows)
 
     def save_if_due(self) -> None:
-        if time.monotonic() - self.saved_at >= SAVE_EVERY_S:
+        if time.monotonic() - self.saved_at >= self.save_every:
             self.save()
 
     def save(self) -> None:
         """The ledger goes last, so that it never names a file that metadata.csv lacks."""
         if not self.dirty:
             return
+        start = time.monotonic()
         rows = self.all_rows()
         write_metadata(self.out / METADATA_CSV, rows)
         write_text(self.out / ATTRIBUTION_TXT, attribution_text(rows))
         self.ledger.save()
         self.dirty = False
         self.saved_at = time.monotonic()
+        self.save_every = max(SAVE_EVERY_S, (self.saved_at - start) / SAVE_SHARE)
 
 
 def _normalise_api_url(api_url: str) -> str:
