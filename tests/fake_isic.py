@@ -18,7 +18,8 @@ Faults are injected per test through attributes of the server object:
 `truncate_body` (ids whose next N bodies are cut short with no Content-Length), `wrong_size` (ids whose
 records announce 100 bytes too many), `junk_body` (ids served `(size, with_length)` bytes of zeros
 instead of their image), `latency` (seconds added to every request), `chunk_delay` (seconds between
-512-byte pieces of an image body) and `max_limit` (the server's page-size cap).
+512-byte pieces of an image body), `chunked` (image bodies sent with chunked transfer encoding, no
+Content-Length) and `max_limit` (the server's page-size cap).
 
 Run it alone (for a benchmark in another process): `python -m tests.fake_isic --images 300 --latency 0.05`;
 it prints its API URL on the first line of stdout.
@@ -575,11 +576,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         if truncate:
             self.send_header("Connection", "close")  # no length: the body ends when the socket closes
+        elif fake.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if drop or truncate:
-            self.wfile.write(data[:len(data) // 2])
+        chunked = fake.chunked and not truncate
+        frame = (lambda piece: b"%x\r\n%s\r\n" % (len(piece), piece)) if chunked else bytes
+        if drop or truncate:  # a chunked body also stops without its final 0-length chunk
+            self.wfile.write(frame(data[:len(data) // 2]))
             self.wfile.flush()
             self.close_connection = True
             return
@@ -587,9 +592,10 @@ class _Handler(BaseHTTPRequestHandler):
         for start in range(0, len(data), step):
             if start:
                 time.sleep(fake.chunk_delay)
-            self.wfile.write(data[start:start + step])
+            self.wfile.write(frame(data[start:start + step]))
             self.wfile.flush()
-
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     def send_junk(self, size: int, with_length: bool) -> None:
         """`size` bytes that are no image, with a Content-Length or ended by closing the connection."""
@@ -621,6 +627,7 @@ class FakeIsicServer:
         self.truncate_body: Counter[str] = Counter()
         self.wrong_size: set[str] = set()
         self.junk_body: dict[str, tuple[int, bool]] = {}
+        self.chunked = False
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._httpd = _Server((host, port), _Handler)

@@ -379,6 +379,20 @@ def test_connection_dropped_mid_body_is_retried(fake: FakeIsicServer, tmp_path: 
     assert hopeless not in files and not partials(tmp_path)
 
 
+def test_chunked_bodies_are_complete_when_the_stream_ends_cleanly(fake: FakeIsicServer,
+                                                                  tmp_path: Path) -> None:
+    vis = fake.visible()
+    fake.chunked = True
+    fake.drop_mid_body[vis[1].isic_id] = 1  # the stream stops before its last chunk: retried
+    fake.drop_mid_body[vis[3].isic_id] = 1  # (a PNG)
+    summary = run(fake, tmp_path, n=6)
+    assert summary == DownloadSummary(found=38, downloaded=6, skipped=0, failed=[])
+    assert image_files(tmp_path) == {img.isic_id: img.full for img in vis[:6]}
+    assert sorted(fake.bodies_requested()) == sorted([*ids(vis[:6]), vis[1].isic_id, vis[3].isic_id])
+    head = requests.get(fake.record(vis[0])["files"]["full"]["url"], timeout=5)
+    assert head.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in head.headers
+
+
 def test_announced_size_is_only_a_hint(fake: FakeIsicServer, tmp_path: Path,
                                        caplog: pytest.LogCaptureFixture) -> None:
     vis = fake.visible()
