@@ -529,10 +529,10 @@ def merge_rows(existing: Sequence[Mapping[str, Any]], new: Mapping[str, Mapping[
     return [merged[k] for k in sorted(merged)]
 
 
-def write_metadata(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_metadata(path: Path, rows: Sequence[Mapping[str, Any]], durable: bool = False) -> None:
     """Write metadata.csv as isic-cli does: fixed columns, then the sorted union of every other key."""
     extra = sorted({k for row in rows for k in row} - set(FIXED_COLUMNS))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf8") as fh:
+    with atomic_path(path, durable=durable) as tmp, open(tmp, "w", newline="", encoding="utf8") as fh:
         writer = csv.DictWriter(fh, fieldnames=[*FIXED_COLUMNS, *extra])
         writer.writeheader()
         writer.writerows(rows)
@@ -643,8 +643,8 @@ class _Output:
             return
         start = time.monotonic()
         rows = self.all_rows()
-        write_metadata(self.out / METADATA_CSV, rows)
-        write_text(self.out / ATTRIBUTION_TXT, attribution_text(rows))
+        write_metadata(self.out / METADATA_CSV, rows, durable=True)  # a power cut keeps old or new
+        write_text(self.out / ATTRIBUTION_TXT, attribution_text(rows), durable=True)
         self.ledger.save()
         self.dirty = False
         self.saved_at = time.monotonic()
