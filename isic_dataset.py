@@ -42,7 +42,10 @@ def download(output_path: str, n: int, offset: int, query: str | None, benign_ma
              collection: str | None, thumbnails: bool, api_url: str, workers: int) -> None:
     """Download N images (and metadata.csv, attribution.txt, licenses/) into OUTPUT_PATH.
 
-    A re-run skips the files that are already complete and merges metadata.csv.
+    \b
+    A re-run fetches nothing for the files that its ledger,
+    OUTPUT_PATH/.download-state.json, records as complete (a file
+    without a record is adopted once it decodes), and merges metadata.csv.
 
     \b
     Example:

@@ -1,18 +1,25 @@
 """A faithful fake of the ISIC Archive API v2, served on 127.0.0.1 for tests and benchmarks.
 
-It follows /work/shared/docs/isic-api-v2.md (section 10 is its checklist): the same routes with
-trailing slashes, the cursor pagination of `isic/core/pagination.py` ported line by line (base64
+It follows /work/shared/docs/isic-api-v2.md (section 10 is its checklist) for what the client calls:
+`images/search/` with the cursor pagination of `isic/core/pagination.py` ported line by line (base64
 cursors, `count` on the first page only, absolute `next`/`previous` URLs with sorted keys, ties on
-`created` resolved by the cursor's offset), a subset of the search DSL with the server's 400 for
-unknown fields, the 404/422 bodies of django-ninja, records that omit null metadata, and image bytes
-(real JPEG/PNG/TIFF made with Pillow) served from its own host.
+`created` resolved by the cursor's offset), the part of the search DSL the tests send (exact values,
+AND/OR, parentheses) with the server's 400 for unknown fields, `collections/<id>/`, license texts,
+the 404/422 bodies of django-ninja, records that omit null metadata, and image bytes (real
+JPEG/PNG/TIFF made with Pillow) served from its own host. Routes the client never calls are left out.
+
+Like the real archive, JPEG bodies (full images and thumbnails) carry the credit metadata that the
+publish step embeds after the size was recorded, so they are larger than `files.*.size` announces;
+PNG and TIFF bodies are exact (`credit=False` or `--exact-sizes` serves every body as announced).
 
 Faults are injected per test through attributes of the server object:
 `fail_statuses` (a queue of statuses to answer, optionally with Retry-After and a path prefix),
 `drop_mid_body` (ids whose next N bodies are cut in half with the connection closed),
 `truncate_body` (ids whose next N bodies are cut short with no Content-Length), `wrong_size` (ids whose
-records announce a wrong byte size), `latency` (seconds added to every request), `chunk_delay`
-(seconds between 512-byte pieces of an image body) and `max_limit` (the server's page-size cap).
+records announce 100 bytes too many), `junk_body` (ids served `(size, with_length)` bytes of zeros
+instead of their image), `latency` (seconds added to every request), `chunk_delay` (seconds between
+512-byte pieces of an image body), `chunked` (image bodies sent with chunked transfer encoding, no
+Content-Length) and `max_limit` (the server's page-size cap).
 
 Run it alone (for a benchmark in another process): `python -m tests.fake_isic --images 300 --latency 0.05`;
 it prints its API URL on the first line of stdout.
@@ -104,8 +111,10 @@ class FakeImage:
     clinical: dict[str, Any]
     collections: frozenset[int]
     ext: str
-    full: bytes
+    full: bytes  # the bytes served (after the publish step, see `embed_credit`)
     thumbnail: bytes
+    full_size: int  # the size the API announces: the blob's size at ingest, before the publish step
+    thumbnail_size: int
     override: dict[str, Any] = field(default_factory=dict)  # record keys replaced as served (faults)
 
     def searchable(self) -> dict[str, Any]:
@@ -118,6 +127,38 @@ def _encode(img: Image.Image, ext: str) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format=PIL_FORMATS[ext])
     return buf.getvalue()
+
+
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def _iim(record: int, dataset: int, value: bytes) -> bytes:
+    return bytes([0x1C, record, dataset]) + len(value).to_bytes(2, "big") + value
+
+
+def embed_credit(jpeg: bytes, isic_id: str, attribution: str, copyright_license: str) -> bytes:
+    """What publishing does to every JPEG (isic `embed_iptc_metadata`, pyexiv2): credit metadata in.
+
+    An XMP packet (APP1) and an IPTC-IIM record in a Photoshop resource block (APP13) go in after the
+    JFIF header, so the served file is larger than the `blob_size` the API announces. PNG and TIFF
+    are left alone by the real server, and here.
+    """
+    iptc = (_iim(1, 90, b"\x1b%G") + _iim(2, 110, attribution.encode()) + _iim(2, 115, b"ISIC Archive"))
+    resource = b"8BIM" + (0x0404).to_bytes(2, "big") + b"\x00\x00" + len(iptc).to_bytes(4, "big") + iptc
+    app13 = _jpeg_segment(0xED, b"Photoshop 3.0\x00" + resource + b"\x00" * (len(iptc) % 2))
+    xmp = (f'<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+           f'<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about=""'
+           f' xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:plus="http://ns.useplus.org/ldf/xmp/1.0/"'
+           f' xmlns:xmpRights="http://ns.adobe.com/xap/1.0/rights/" plus:ImageSupplierImageID="{isic_id}"'
+           f' xmpRights:UsageTerms="{copyright_license}"><dc:title><rdf:Alt><rdf:li xml:lang="x-default">'
+           f'{isic_id}</rdf:li></rdf:Alt></dc:title></rdf:Description></rdf:RDF></x:xmpmeta>'
+           f'{" " * 1024}<?xpacket end="w"?>')
+    app1 = _jpeg_segment(0xE1, b"http://ns.adobe.com/xap/1.0/\x00" + xmp.encode())
+    at = 2  # after SOI, or after the JFIF APP0 segment when there is one
+    if jpeg[2:4] == b"\xff\xe0":
+        at = 4 + int.from_bytes(jpeg[4:6], "big")
+    return jpeg[:at] + app1 + app13 + jpeg[at:]
 
 
 def _metadata(rng: random.Random, i: int, width: int, height: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -150,8 +191,12 @@ def _metadata(rng: random.Random, i: int, width: int, height: int) -> tuple[dict
     return acquisition, clinical
 
 
-def make_images(n: int, seed: int = 0) -> list[FakeImage]:
-    """`n` images in `created` order; every 5th shares its `created` with the one before (a tie)."""
+def make_images(n: int, seed: int = 0, credit: bool = True) -> list[FakeImage]:
+    """`n` images in `created` order; every 5th shares its `created` with the one before (a tie).
+
+    With `credit` (the real archive's way), JPEG bodies carry `embed_credit`'s segments and are
+    larger than announced; without it every announced size is exact.
+    """
     rng = random.Random(seed)
     created = datetime(2020, 1, 1, tzinfo=UTC)
     images = []
@@ -163,18 +208,24 @@ def make_images(n: int, seed: int = 0) -> list[FakeImage]:
         ext = "png" if i % 10 == 3 else "tif" if i % 25 == 7 else "jpg"
         thumb = pixels.resize((max(1, width // 2), max(1, height // 2)))
         acquisition, clinical = _metadata(rng, i, width, height)
+        isic_id = f"ISIC_{24306 + i:07d}"
+        lic, attribution = rng.choice(list(LICENSE_TEXTS)), rng.choice(ATTRIBUTIONS)
+        full, thumbnail = _encode(pixels, ext), _encode(thumb, "jpg")
+        sizes = len(full), len(thumbnail)
+        if credit:
+            thumbnail = embed_credit(thumbnail, isic_id, attribution, lic)
+            full = embed_credit(full, isic_id, attribution, lic) if ext == "jpg" else full
         images.append(FakeImage(
-            isic_id=f"ISIC_{24306 + i:07d}", created=created, public=i % 20 != 13,
-            copyright_license=rng.choice(list(LICENSE_TEXTS)), attribution=rng.choice(ATTRIBUTIONS),
-            acquisition=acquisition, clinical=clinical,
+            isic_id=isic_id, created=created, public=i % 20 != 13, copyright_license=lic,
+            attribution=attribution, acquisition=acquisition, clinical=clinical,
             collections=frozenset(c for c, member in ((70, i % 3 == 0), (249, i % 4 == 1), (66, i % 7 == 2))
                                   if member),
-            ext=ext, full=_encode(pixels, ext), thumbnail=_encode(thumb, "jpg")))
+            ext=ext, full=full, thumbnail=thumbnail, full_size=sizes[0], thumbnail_size=sizes[1]))
     return images
 
 
 # --------------------------------------------------------------------------------------------------
-# The search DSL (subset of isic/core/dsl.py)
+# The search DSL (the subset of isic/core/dsl.py that the client's tests send)
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -200,11 +251,14 @@ def _as_number(value: Any) -> Decimal | None:
 
 
 class _DslParser:
-    """Recursive descent: or := and (OR and)*; and := unary (AND? unary)*; unary := -? atom."""
+    """Recursive descent: or := and (OR and)*; and := atom (AND? atom)*; atom := ( or ) | field:value.
+
+    Values are exact (quoted or bare); negation, wildcards and ranges are left out (the real server
+    has them) because the client passes `--query` through verbatim and never builds them itself.
+    """
 
     FIELD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):")
-    WORD = re.compile(r"[A-Za-z0-9*_-]+")
-    NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+    WORD = re.compile(r"[A-Za-z0-9_-]+")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -223,7 +277,7 @@ class _DslParser:
 
     def _keyword(self, word: str, consume: bool = True) -> bool:
         self._skip_ws()
-        match = re.compile(rf"{word}(?=[\s(-]|$)").match(self.text, self.pos)
+        match = re.compile(rf"{word}(?=[\s(]|$)").match(self.text, self.pos)
         if match and consume:
             self.pos = match.end()
         return match is not None
@@ -235,22 +289,14 @@ class _DslParser:
         return terms[0] if len(terms) == 1 else lambda v: any(t(v) for t in terms)
 
     def _and(self) -> Predicate:
-        terms = [self._unary()]
+        terms = [self._atom()]
         while True:
             self._skip_ws()
             if self.pos >= len(self.text) or self.text[self.pos] == ")" or self._keyword("OR", consume=False):
                 break
             self._keyword("AND")
-            terms.append(self._unary())
+            terms.append(self._atom())
         return terms[0] if len(terms) == 1 else lambda v: all(t(v) for t in terms)
-
-    def _unary(self) -> Predicate:
-        self._skip_ws()
-        if self.text.startswith("-", self.pos):
-            self.pos += 1
-            inner = self._atom()
-            return lambda v: not inner(v)  # so a negated term also matches a missing value
-        return self._atom()
 
     def _atom(self) -> Predicate:
         self._skip_ws()
@@ -270,95 +316,34 @@ class _DslParser:
             raise DslError(f"expected field:value at {self.pos}")
         name = match.group(1)
         self.pos = match.end()
-        if name in KEYWORD_FIELDS:
-            test = self._string_value()
-        elif name in BOOLEAN_FIELDS:
-            test = self._bool_value()
-        elif name in NUMBER_FIELDS:
-            test = self._number_value()
-        else:
-            raise DslError(f"unknown field {name}")
-        self._expect_boundary()
-        return lambda v: test(v.get(name))
-
-    def _expect_boundary(self) -> None:
+        value = self._value()
         if self.pos < len(self.text) and not (self.text[self.pos].isspace() or self.text[self.pos] == ")"):
             raise DslError(f"unexpected {self.text[self.pos]!r}")
+        if name in KEYWORD_FIELDS:
+            return lambda v: isinstance(v.get(name), str) and v.get(name) == value
+        if name in BOOLEAN_FIELDS:
+            if value not in ("true", "false"):
+                raise DslError(f"not a boolean: {value}")
+            return lambda v: isinstance(v.get(name), bool) and v.get(name) == (value == "true")
+        if name in NUMBER_FIELDS:
+            wanted = _as_number(value)
+            if wanted is None:
+                raise DslError(f"not a number: {value}")
+            return lambda v: _as_number(v.get(name)) == wanted
+        raise DslError(f"unknown field {name}")
 
-    def _word(self) -> str:
-        match = self.WORD.match(self.text, self.pos)
-        if not match:
-            raise DslError(f"expected a value at {self.pos}")
-        self.pos = match.end()
-        return match.group()
-
-    def _string_value(self) -> Callable[[Any], bool]:
+    def _value(self) -> str:
         if self.text.startswith('"', self.pos):
             end = self.text.find('"', self.pos + 1)
             if end < 0:
                 raise DslError("unterminated quote")
             value, self.pos = self.text[self.pos + 1:end], end + 1
-        else:
-            value = self._word()
-        if value == "*":
-            return lambda x: x is not None
-        if value.startswith("*"):
-            return lambda x: isinstance(x, str) and x.endswith(value[1:])
-        if value.endswith("*"):
-            return lambda x: isinstance(x, str) and x.startswith(value[:-1])
-        return lambda x: isinstance(x, str) and x == value
-
-    def _bool_value(self) -> Callable[[Any], bool]:
-        value = self._word()
-        if value == "*":
-            return lambda x: x is not None
-        if value not in ("true", "false"):
-            raise DslError(f"not a boolean: {value}")
-        return lambda x: isinstance(x, bool) and x == (value == "true")
-
-    def _bound(self) -> Decimal | None:
-        self._skip_ws()
-        if self.text.startswith("*", self.pos):
-            self.pos += 1
-            return None
-        match = self.NUMBER.match(self.text, self.pos)
+            return value
+        match = self.WORD.match(self.text, self.pos)
         if not match:
-            raise DslError("expected a number")
+            raise DslError(f"expected a value at {self.pos}")
         self.pos = match.end()
-        return Decimal(match.group())
-
-    def _number_value(self) -> Callable[[Any], bool]:
-        if self.text[self.pos:self.pos + 1] in ("[", "{"):
-            return self._range()
-        if self.text.startswith("*", self.pos):
-            self.pos += 1
-            return lambda x: x is not None
-        wanted = self._bound()
-        return lambda x: _as_number(x) == wanted
-
-    def _range(self) -> Callable[[Any], bool]:
-        low_inclusive = self.text[self.pos] == "["
-        self.pos += 1
-        low = self._bound()
-        if not self._keyword("TO"):
-            raise DslError("expected TO")
-        high = self._bound()
-        self._skip_ws()
-        closing = self.text[self.pos:self.pos + 1]
-        if closing not in ("]", "}"):
-            raise DslError("expected ] or }")
-        self.pos += 1
-        high_inclusive = closing == "]"
-
-        def test(x: Any) -> bool:
-            number = _as_number(x)
-            if number is None:
-                return False
-            above = low is None or (number >= low if low_inclusive else number > low)
-            below = high is None or (number <= high if high_inclusive else number < high)
-            return above and below
-
-        return test
+        return match.group()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -582,17 +567,24 @@ class _Handler(BaseHTTPRequestHandler):
     def send_file(self, data: bytes, content_type: str, isic_id: str) -> None:
         """Image bytes, or a broken version of them when a fault is set for `isic_id`."""
         fake = self.server.fake
+        if isic_id in fake.junk_body:
+            self.send_junk(*fake.junk_body[isic_id])
+            return
         drop = fake.take_count(fake.drop_mid_body, isic_id)
         truncate = fake.take_count(fake.truncate_body, isic_id)
         self.send_response(200)
         self.send_header("Content-Type", content_type)
         if truncate:
             self.send_header("Connection", "close")  # no length: the body ends when the socket closes
+        elif fake.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if drop or truncate:
-            self.wfile.write(data[:len(data) // 2])
+        chunked = fake.chunked and not truncate
+        frame = (lambda piece: b"%x\r\n%s\r\n" % (len(piece), piece)) if chunked else bytes
+        if drop or truncate:  # a chunked body also stops without its final 0-length chunk
+            self.wfile.write(frame(data[:len(data) // 2]))
             self.wfile.flush()
             self.close_connection = True
             return
@@ -600,15 +592,28 @@ class _Handler(BaseHTTPRequestHandler):
         for start in range(0, len(data), step):
             if start:
                 time.sleep(fake.chunk_delay)
-            self.wfile.write(data[start:start + step])
+            self.wfile.write(frame(data[start:start + step]))
             self.wfile.flush()
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
+
+    def send_junk(self, size: int, with_length: bool) -> None:
+        """`size` bytes that are no image, with a Content-Length or ended by closing the connection."""
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header(*(("Content-Length", str(size)) if with_length else ("Connection", "close")))
+        self.end_headers()
+        self.close_connection = not with_length
+        for start in range(0, size, 1 << 20):
+            self.wfile.write(bytes(min(1 << 20, size - start)))
 
 
 class FakeIsicServer:
     """The fake archive: data, routes, fault switches, and a log of every request received."""
 
-    def __init__(self, n_images: int = 30, seed: int = 0, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.images = make_images(n_images, seed)
+    def __init__(self, n_images: int = 30, seed: int = 0, host: str = "127.0.0.1", port: int = 0,
+                 credit: bool = True) -> None:
+        self.images = make_images(n_images, seed, credit)
         self.collections = {cid: {"id": cid, "name": name, "description": "", "public": public,
                                   "pinned": pinned, "locked": locked, "doi": doi,
                                   "doi_url": f"https://doi.org/{doi}" if doi else None,
@@ -621,6 +626,8 @@ class FakeIsicServer:
         self.drop_mid_body: Counter[str] = Counter()
         self.truncate_body: Counter[str] = Counter()
         self.wrong_size: set[str] = set()
+        self.junk_body: dict[str, tuple[int, bool]] = {}
+        self.chunked = False
         self.requests: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._httpd = _Server((host, port), _Handler)
@@ -678,6 +685,11 @@ class FakeIsicServer:
         with self._lock:
             self.requests.append(entry)
 
+    def bodies_requested(self) -> list[str]:
+        """The isic ids of every image or thumbnail body asked for, in order (retries included)."""
+        with self._lock:
+            return [r.path.rsplit("/", 1)[-1][:12] for r in self.requests if r.path.startswith("/files/")]
+
     def requests_to(self, path_suffix: str) -> list[LoggedRequest]:
         """Logged requests whose path ends with `path_suffix` (e.g. 'images/search/')."""
         with self._lock:
@@ -708,9 +720,9 @@ class FakeIsicServer:
             "attribution": img.attribution,
             "files": {
                 "full": {"url": f"{self.url}/files/images/{img.isic_id}.{img.ext}",
-                         "size": len(img.full) + extra},
+                         "size": img.full_size + extra},
                 "thumbnail_256": {"url": f"{self.url}/files/thumbnails/{img.isic_id}_thumbnail.jpg",
-                                  "size": len(img.thumbnail) + extra}},
+                                  "size": img.thumbnail_size + extra}},
             "metadata": {"acquisition": dict(img.acquisition), "clinical": dict(img.clinical)},
         }
         record.update(img.override)
@@ -726,12 +738,8 @@ class FakeIsicServer:
         raise _Answer(404, NOT_FOUND)
 
     def _routes(self) -> list[tuple[str, Callable[..., None]]]:
-        return [
-            (r"/api/v2/images/", self._image_list),
+        return [  # only what the client calls; the real server has more (images/, collections/, ...)
             (r"/api/v2/images/search/", self._image_search),
-            (r"/api/v2/images/search/size/", self._image_search_size),
-            (r"/api/v2/images/(ISIC_\d{7})/", self._image_detail),
-            (r"/api/v2/collections/", self._collection_list),
             (r"/api/v2/collections/(\d+)/", self._collection_detail),
             (r"/api/v2/zip-download/license-file/([^/]+)/", self._license_file),
             (r"/files/images/(ISIC_\d{7})\.(\w+)", self._full_file),
@@ -742,14 +750,14 @@ class FakeIsicServer:
         return f"http://{handler.headers.get('Host') or self.url.removeprefix('http://')}{handler.path}"
 
     def _page(self, handler: _Handler, params: dict[str, list[str]], items: Sequence[Any],
-              key: Callable[[Any], datetime], render: Callable[[Any], Any], descending: bool = False) -> None:
+              key: Callable[[Any], datetime], render: Callable[[Any], Any]) -> None:
         limit = _int_param(params, "limit")
         try:
             cursor = decode_cursor(_param(params, "cursor"))
         except ValueError as err:
             raise _Answer(422, {"detail": [{"type": "value_error", "loc": ["query", "cursor"],
                                             "msg": f"Value error, {err}"}]}) from None
-        body = paginate(items, cursor, limit, self._base_url(handler), key, descending, self.max_limit)
+        body = paginate(items, cursor, limit, self._base_url(handler), key, max_page_size=self.max_limit)
         body["results"] = [render(x) for x in body["results"]]
         handler.send_json(200, body)
 
@@ -765,28 +773,8 @@ class FakeIsicServer:
         except DslError:
             raise _Answer(400, BAD_QUERY) from None
 
-    def _image_list(self, handler: _Handler, params: dict[str, list[str]]) -> None:
-        self._page(handler, params, self.visible(), lambda img: img.created, self.record)
-
     def _image_search(self, handler: _Handler, params: dict[str, list[str]]) -> None:
         self._page(handler, params, self._matches(params), lambda img: img.created, self.record)
-
-    def _image_search_size(self, handler: _Handler, params: dict[str, list[str]]) -> None:
-        handler.send_json(200, {"size": sum(len(img.full) for img in self._matches(params))})
-
-    def _image_detail(self, handler: _Handler, params: dict[str, list[str]], isic_id: str) -> None:
-        img = next((i for i in self.visible() if i.isic_id == isic_id), None)
-        if img is None:
-            raise _Answer(404, NOT_FOUND)
-        handler.send_json(200, self.record(img))
-
-    def _public_collections(self) -> list[dict[str, Any]]:
-        return sorted((c for c in self.collections.values() if c["public"]), key=lambda c: c["created"],
-                      reverse=True)
-
-    def _collection_list(self, handler: _Handler, params: dict[str, list[str]]) -> None:
-        self._page(handler, params, self._public_collections(), lambda c: c["created"],
-                   lambda c: {k: v for k, v in c.items() if k != "created"}, descending=True)
 
     def _collection_detail(self, handler: _Handler, params: dict[str, list[str]], cid: str) -> None:
         collection = self.collections.get(int(cid))
@@ -835,8 +823,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every request")
+    parser.add_argument("--exact-sizes", action="store_true",
+                        help="serve JPEGs as announced, without the publish step's credit segments")
     args = parser.parse_args(argv)
-    server = FakeIsicServer(args.images, args.seed, port=args.port)
+    server = FakeIsicServer(args.images, args.seed, port=args.port, credit=not args.exact_sizes)
     server.latency = args.latency
     print(server.api_url, flush=True)
     try:

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
+import io
+import json
+import logging
 import signal
 import socket
 import subprocess
@@ -22,6 +26,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from click.testing import CliRunner
+from PIL import Image
 
 import isic_dataset
 from dcgan.data import isic
@@ -53,6 +58,10 @@ def run(fake: FakeIsicServer, out: Path, **kwargs: Any) -> DownloadSummary:
 
 def image_files(folder: Path) -> dict[str, bytes]:
     return {p.stem: p.read_bytes() for p in sorted(folder.glob("ISIC_*"))}
+
+
+def ledger(folder: Path) -> dict[str, dict[str, Any]]:
+    return json.loads((folder / ".download-state.json").read_text())["files"]
 
 
 def partials(folder: Path) -> list[Path]:
@@ -104,6 +113,11 @@ def test_fake_pages_count_cursor_and_ties(archive: FakeIsicServer) -> None:
     assert ids_of(back) == ids_of(pages[1])
 
 
+def search_page(archive: FakeIsicServer, limit: int) -> list[dict[str, Any]]:
+    page = requests.get(archive.api_url + "images/search/", params={"limit": limit}, timeout=5).json()
+    return page["results"]
+
+
 def ids_of(page: dict[str, Any]) -> list[str]:
     return [r["isic_id"] for r in page["results"]]
 
@@ -116,62 +130,70 @@ def test_fake_limits_and_error_bodies(archive: FakeIsicServer) -> None:
 
     assert len(get("images/search/", limit=0).json()["results"]) == 100
     assert len(get("images/search/", limit=500).json()["results"]) == 100
-    assert len(get("images/", query="sex:male").json()["results"]) == 100  # no filters on images/
     bad_limit = get("images/search/", limit="ten")
     assert bad_limit.status_code == 422 and bad_limit.json()["detail"][0]["loc"] == ["query", "limit"]
     bad_cursor = get("images/search/", cursor="!!not-base64")
     assert bad_cursor.status_code == 422
     assert bad_cursor.json()["detail"][0]["msg"] == "Value error, Invalid cursor."
     assert get("images/search/", collections="70,x").status_code == 422
-    assert get("images/ISIC_9999999/").json() == NOT_FOUND
-    private = next(img for img in archive.images if not img.public)
-    assert get(f"images/{private.isic_id}/").status_code == 404
-    assert get("images/ISIC_0024306/").json()["isic_id"] == "ISIC_0024306"
-    assert get("images/search/size/", query="diagnosis_1:Benign").json() == {
-        "size": sum(len(i.full) for i in archive.search("diagnosis_1:Benign"))}
+    assert get("images/ISIC_0024306/").json() == NOT_FOUND  # routes the client never calls are left out
     lic = get("zip-download/license-file/CC-BY/")
     assert lic.headers["Content-Type"].startswith("text/plain") and lic.text == LICENSE_TEXTS["CC-BY"]
     assert get("zip-download/license-file/GPL/").status_code == 404
     assert get("collections/66/").status_code == 404  # private
-    assert [c["id"] for c in get("collections/").json()["results"]] == [212, 249, 70]  # newest first
+    assert get("collections/70/").json()["name"] == "Challenge 2020: Training"
 
 
 def test_fake_records_omit_nulls_and_serve_own_bytes(archive: FakeIsicServer) -> None:
-    records = requests.get(archive.api_url + "images/", params={"limit": 100}, timeout=5).json()["results"]
+    records = search_page(archive, 100)
     for record in records:
         acquisition, clinical = record["metadata"]["acquisition"], record["metadata"]["clinical"]
         assert {"pixels_x", "pixels_y"} <= set(acquisition)
         assert None not in acquisition.values() and None not in clinical.values()
         assert not {"benign_malignant", "diagnosis", "anatom_site_general"} & set(clinical)
     assert len({frozenset(r["metadata"]["clinical"]) for r in records}) > 10  # key sets differ
-    record = records[3]  # a PNG
+    record = records[3]  # a PNG: served as announced, as the real publish step leaves PNGs alone
     body = requests.get(record["files"]["full"]["url"], timeout=5)
     assert body.content[:8] == b"\x89PNG\r\n\x1a\n" and len(body.content) == record["files"]["full"]["size"]
     thumb = requests.get(record["files"]["thumbnail_256"]["url"], timeout=5)
-    assert thumb.content[:2] == b"\xff\xd8" and len(thumb.content) == record["files"]["thumbnail_256"]["size"]
+    assert thumb.content[:2] == b"\xff\xd8" and len(thumb.content) > record["files"]["thumbnail_256"]["size"]
+
+
+def test_fake_jpegs_carry_credit_and_are_larger_than_announced(archive: FakeIsicServer) -> None:
+    records = search_page(archive, 40)
+    for record in records:
+        full = requests.get(record["files"]["full"]["url"], timeout=5)
+        announced, served = record["files"]["full"]["size"], len(full.content)
+        assert int(full.headers["Content-Length"]) == served
+        img = Image.open(io.BytesIO(full.content))
+        img.load()
+        if img.format == "JPEG":
+            assert served - announced > 1000
+            assert b"Photoshop 3.0\x00" in full.content and record["isic_id"].encode() in full.content
+            assert b"ISIC Archive" in img.info["photoshop"][0x0404]
+        else:
+            assert served == announced and img.format in ("PNG", "TIFF")
+    assert {Image.open(io.BytesIO(requests.get(r["files"]["full"]["url"], timeout=5).content)).format
+            for r in records} == {"JPEG", "PNG", "TIFF"}
+    with FakeIsicServer(n_images=5, credit=False) as exact:
+        for img in exact.images:
+            assert (len(img.full), len(img.thumbnail)) == (img.full_size, img.thumbnail_size)
 
 
 DSL_CASES: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
     ("diagnosis_1:Malignant", lambda v: v.get("diagnosis_1") == "Malignant"),
     ('diagnosis_3:"Melanoma Invasive"', lambda v: v.get("diagnosis_3") == "Melanoma Invasive"),
-    ("diagnosis_3:Melanoma*", lambda v: str(v.get("diagnosis_3", "")).startswith("Melanoma")),
-    ("diagnosis_3:*oma", lambda v: str(v.get("diagnosis_3", "")).endswith("oma")),
-    ("age_approx:[20 TO 40] AND sex:male",
-     lambda v: 20 <= v.get("age_approx", -1) <= 40 and v.get("sex") == "male"),
-    ("age_approx:{20 TO 40}", lambda v: 20 < v.get("age_approx", -1) < 40),
-    ("age_approx:[60 TO *]", lambda v: v.get("age_approx", -1) >= 60),
-    ("-sex:male", lambda v: v.get("sex") != "male"),
+    ("age_approx:40 AND sex:male", lambda v: v.get("age_approx") == 40 and v.get("sex") == "male"),
     ("sex:female diagnosis_1:Benign",  # implicit AND
      lambda v: v.get("sex") == "female" and v.get("diagnosis_1") == "Benign"),
     ("(diagnosis_1:Malignant OR diagnosis_1:Indeterminate) AND melanocytic:true",
      lambda v: v.get("diagnosis_1") in ("Malignant", "Indeterminate") and v.get("melanocytic") is True),
-    ("diagnosis_1:Malignant OR sex:female AND age_approx:[* TO 30]",  # AND binds tighter than OR
+    ("diagnosis_1:Malignant OR sex:female AND age_approx:30",  # AND binds tighter than OR
      lambda v: (v.get("diagnosis_1") == "Malignant"
-                or (v.get("sex") == "female" and v.get("age_approx", 99) <= 30))),
-    ("hairy:*", lambda v: "hairy" in v),
-    ("isic_id:ISIC_00243*", lambda v: v["isic_id"].startswith("ISIC_00243")),
-    ("clin_size_long_diam_mm:[5 TO 10]", lambda v: 5 <= float(v.get("clin_size_long_diam_mm", -1)) <= 10),
-    ('image_type:"clinical: close-up" OR -public:true',
+                or (v.get("sex") == "female" and v.get("age_approx") == 30))),
+    ("hairy:false", lambda v: v.get("hairy") is False),
+    ("isic_id:ISIC_0024310", lambda v: v["isic_id"] == "ISIC_0024310"),
+    ('image_type:"clinical: close-up" OR public:false',
      lambda v: v.get("image_type") == "clinical: close-up"),
 ]
 
@@ -184,10 +206,9 @@ def test_fake_dsl_matches_an_independent_predicate(archive: FakeIsicServer, quer
     assert ids(archive.search(query)) == expected
 
 
-def test_fake_dsl_is_case_sensitive_and_negation_matches_missing(archive: FakeIsicServer) -> None:
+def test_fake_dsl_is_case_sensitive(archive: FakeIsicServer) -> None:
     assert archive.search("diagnosis_1:malignant") == []
-    no_sex = [img for img in archive.visible() if "sex" not in img.clinical]
-    assert no_sex and set(ids(no_sex)) <= set(ids(archive.search("-sex:male")))
+    assert archive.search("diagnosis_1:Malignant")
 
 
 @pytest.mark.parametrize("query", [
@@ -289,22 +310,24 @@ def test_collection_ids_are_checked(fake: FakeIsicServer, tmp_path: Path) -> Non
 def test_empty_result_and_n_zero(fake: FakeIsicServer, tmp_path: Path) -> None:
     summary = run(fake, tmp_path / "a", query="diagnosis_1:malignant")  # case-sensitive: no match
     assert summary == DownloadSummary(found=0, downloaded=0, skipped=0, failed=[])
-    assert list((tmp_path / "a").iterdir()) == []
     counted = run(fake, tmp_path / "b", n=0)
     assert counted == DownloadSummary(found=38, downloaded=0, skipped=0, failed=[])
+    assert list(tmp_path.iterdir()) == []  # nothing to fetch, no folder
     assert [r.params["limit"] for r in fake.requests_to("images/search/")] == [["100"], ["1"]]
 
 
-def test_unreachable_api_is_a_user_error(tmp_path: Path) -> None:
+def test_unreachable_api_is_a_user_error_and_creates_no_folder(tmp_path: Path) -> None:
     api = f"http://127.0.0.1:{free_port()}/api/v2/"
     with pytest.raises(UserError) as err:
-        download_images(tmp_path, api_url=api, **FAST)
+        download_images(tmp_path / "new" / "orig", api_url=api, **FAST)
     assert str(err.value) == f"cannot connect to the ISIC API at {api} (connection refused)"
+    assert list(tmp_path.iterdir()) == []  # the folder is made only once the first page is read
 
 
 def test_wrong_api_url_is_a_user_error(fake: FakeIsicServer, tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"HTTP 404 Not Found .*: Not Found \(is --api-url right"):
-        download_images(tmp_path, api_url=fake.url + "/api/v1/", **FAST)
+        download_images(tmp_path / "orig", api_url=fake.url + "/api/v1/", **FAST)
+    assert not (tmp_path / "orig").exists()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -356,13 +379,60 @@ def test_connection_dropped_mid_body_is_retried(fake: FakeIsicServer, tmp_path: 
     assert hopeless not in files and not partials(tmp_path)
 
 
-def test_size_mismatch_fails_and_leaves_no_file(fake: FakeIsicServer, tmp_path: Path) -> None:
-    target = fake.visible()[0].isic_id
-    fake.wrong_size.add(target)
-    summary = run(fake, tmp_path, n=4)
-    assert summary.failed == [target] and summary.downloaded == 3
-    assert sorted(image_files(tmp_path)) == ids(fake.visible()[1:4]) and not partials(tmp_path)
-    assert len([r for r in fake.requests if target in r.path]) == 1  # whole body, wrong size: no retry
+def test_chunked_bodies_are_complete_when_the_stream_ends_cleanly(fake: FakeIsicServer,
+                                                                  tmp_path: Path) -> None:
+    vis = fake.visible()
+    fake.chunked = True
+    fake.drop_mid_body[vis[1].isic_id] = 1  # the stream stops before its last chunk: retried
+    fake.drop_mid_body[vis[3].isic_id] = 1  # (a PNG)
+    summary = run(fake, tmp_path, n=6)
+    assert summary == DownloadSummary(found=38, downloaded=6, skipped=0, failed=[])
+    assert image_files(tmp_path) == {img.isic_id: img.full for img in vis[:6]}
+    assert sorted(fake.bodies_requested()) == sorted([*ids(vis[:6]), vis[1].isic_id, vis[3].isic_id])
+    head = requests.get(fake.record(vis[0])["files"]["full"]["url"], timeout=5)
+    assert head.headers["Transfer-Encoding"] == "chunked" and "Content-Length" not in head.headers
+
+
+def test_announced_size_is_only_a_hint(fake: FakeIsicServer, tmp_path: Path,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    vis = fake.visible()
+    fake.wrong_size.add(vis[3].isic_id)  # a PNG announced 100 bytes too big
+    huge = 10**12  # a hostile or broken record: the client must not trust it for anything but a hint
+    url = f"{fake.url}/files/images/{vis[1].isic_id}.jpg"
+    vis[1].override["files"] = {"full": {"url": url, "size": huge}}
+    with caplog.at_level(logging.DEBUG, logger="dcgan.data.isic"):
+        summary = run(fake, tmp_path, n=6)
+    assert summary == DownloadSummary(found=38, downloaded=6, skipped=0, failed=[])
+    assert image_files(tmp_path) == {img.isic_id: img.full for img in vis[:6]}  # no preallocation either
+    assert all(len(img.full) > img.full_size for img in vis[:6] if img.ext == "jpg")
+    assert f"{vis[1].isic_id}: {len(vis[1].full)} bytes, the API announced {huge}" in caplog.text
+    png = vis[3]
+    assert f"{png.isic_id}: {len(png.full)} bytes, the API announced {len(png.full) + 100}" in caplog.text
+    assert sorted(fake.bodies_requested()) == ids(vis[:6])
+
+
+@pytest.mark.parametrize("with_length", [True, False])
+def test_oversized_body_is_refused_without_filling_the_disk(fake: FakeIsicServer, tmp_path: Path,
+                                                            with_length: bool) -> None:
+    vis = fake.visible()
+    fake.junk_body[vis[0].isic_id] = (isic.BODY_FLOOR + (4 << 20), with_length)  # announced: about 3 KB
+    summary = run(fake, tmp_path, n=3)
+    assert summary.failed == [vis[0].isic_id] and summary.downloaded == 2
+    assert vis[0].isic_id not in image_files(tmp_path) and not partials(tmp_path)
+    assert fake.bodies_requested().count(vis[0].isic_id) == 1  # not worth a retry
+    assert isic.body_limit(10**12) == 512 << 20 and isic.body_limit(0) == isic.BODY_FLOOR
+    assert isic.body_limit(2 << 20) == 40 << 20
+
+
+def test_a_body_that_is_no_image_fails_without_retry(fake: FakeIsicServer, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    vis = fake.visible()
+    fake.junk_body[vis[0].isic_id] = (5000, True)
+    summary = run(fake, tmp_path, n=2)
+    assert summary.failed == [vis[0].isic_id] and summary.downloaded == 1
+    assert fake.bodies_requested().count(vis[0].isic_id) == 1
+    assert f"failed {vis[0].isic_id}: not a readable JPEG image" in capsys.readouterr().err
+    assert vis[0].isic_id not in ledger(tmp_path) and not partials(tmp_path)
 
 
 def test_hostile_records_never_write_outside(fake: FakeIsicServer, tmp_path: Path) -> None:
@@ -381,7 +451,8 @@ def test_hostile_records_never_write_outside(fake: FakeIsicServer, tmp_path: Pat
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     licenses = [f"deep/out/licenses/{lic}.txt" for lic in {img.copyright_license for img in vis[5:8]}]
     assert written == sorted([*(f"deep/out/{i.isic_id}.{i.ext}" for i in vis[5:8]), "deep/out/metadata.csv",
-                              "deep/out/attribution.txt", *licenses])
+                              "deep/out/attribution.txt", *licenses, "deep/out/.lock",
+                              "deep/out/.download-state.json"])
 
 
 def test_ids_must_be_exactly_isic_and_seven_ascii_digits(fake: FakeIsicServer, tmp_path: Path) -> None:
@@ -425,7 +496,7 @@ def test_disk_full_is_a_user_error_naming_the_folder(fake: FakeIsicServer, tmp_p
     with pytest.raises(UserError) as err:
         run(fake, tmp_path, n=6, workers=2)
     assert str(err.value) == f"disk full while writing into {tmp_path}"
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -474,6 +545,7 @@ def test_rerun_skips_complete_files_and_merges_metadata(fake: FakeIsicServer, tm
 
     summary = run(fake, tmp_path, n=10)
     assert summary == DownloadSummary(found=38, downloaded=5, skipped=5, failed=[])
+    assert sorted(fake.bodies_requested()[6:]) == sorted([vis[1].isic_id, *ids(vis[6:10])])
     assert image_files(tmp_path) == {img.isic_id: img.full for img in vis[:10]}
     assert not partials(tmp_path)
     header, rows = read_csv(tmp_path / "metadata.csv")
@@ -507,6 +579,15 @@ def test_thumbnails(fake: FakeIsicServer, tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in tmp_path.glob("ISIC_*")} == {
         f"{img.isic_id}.jpg": img.thumbnail for img in vis[:5]}  # vis[3] is a PNG; its thumbnail a JPEG
     assert {r.path.split("/")[2] for r in fake.requests if r.path.startswith("/files/")} == {"thumbnails"}
+    assert all(len(img.thumbnail) > img.thumbnail_size for img in vis[:5])  # credit segments, as full JPEGs
+    assert {v["kind"] for v in ledger(tmp_path).values()} == {"thumbnail_256"}
+
+    assert run(fake, tmp_path, n=5, thumbnails=True).skipped == 5 and len(fake.bodies_requested()) == 5
+    full = run(fake, tmp_path, n=5)  # a full image never passes for its thumbnail, nor the reverse
+    assert (full.downloaded, full.skipped) == (5, 0)
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("ISIC_*")} == {
+        f"{img.isic_id}.{img.ext}": img.full for img in vis[:5]} | {  # the PNG's thumbnail stays beside it
+        f"{img.isic_id}.jpg": img.thumbnail for img in vis[:5] if img.ext != "jpg"}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -528,7 +609,7 @@ def test_cli_download(fake: FakeIsicServer, tmp_path: Path) -> None:
 
 
 def test_cli_failed_images_exit_1(fake: FakeIsicServer, tmp_path: Path) -> None:
-    fake.wrong_size.add(fake.visible()[1].isic_id)
+    fake.junk_body[fake.visible()[1].isic_id] = (3000, True)
     result = cli(str(tmp_path), "-n", "3", "--api-url", fake.api_url)
     assert result.exit_code == 1
     assert result.stdout.strip() == "found 38, downloaded 2, skipped 0, failed 1"
@@ -576,3 +657,134 @@ def test_ctrl_c_leaves_no_partial_file(fake: FakeIsicServer, tmp_path: Path) -> 
     for path in out.glob("ISIC_*"):  # whatever finished is complete
         assert path.read_bytes() == fake.image(path.stem).full
     assert len(list(out.glob("ISIC_*"))) < 30
+
+
+# --------------------------------------------------------------------------------------------------
+# The real archive's habits: JPEGs larger than announced, re-runs, interrupts, a second download
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` with its bytes; `.lock` only by name (it holds the last pid)."""
+    return {p.relative_to(folder).as_posix(): b"" if p.name == ".lock" else p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_done_when_25_malignant_survive_the_faults_and_a_rerun_fetches_no_body(tmp_path: Path) -> None:
+    with FakeIsicServer(n_images=80) as fake:
+        malignant = fake.search("diagnosis_1:Malignant")
+        hostile = malignant[5]
+        hostile.override["isic_id"] = "../../escape"  # listed among the first 26, refused
+        wanted = [img for img in malignant[:26] if img is not hostile]
+        assert len(wanted) == 25 and {img.ext for img in wanted} == {"jpg", "png", "tif"}
+        assert sum(len(img.full) > img.full_size for img in wanted) == sum(img.ext == "jpg" for img in wanted)
+        fake.fail_next(429, retry_after="1", path_prefix=f"/files/images/{wanted[2].isic_id}")
+        fake.fail_next(503, times=5, path_prefix="/files/")
+        fake.drop_mid_body[wanted[7].isic_id] = 1
+        fake.truncate_body[wanted[9].isic_id] = 1
+        out = tmp_path / "orig"
+        args = [str(out), "-n", "26", "--benign-malignant", "malignant", "--api-url", fake.api_url]
+        first = cli(*args)
+        assert first.stdout.strip() == f"found {len(malignant)}, downloaded 25, skipped 0, failed 1"
+        assert first.stderr.endswith("failed: ../../escape\n") and first.exit_code == 1
+        assert image_files(out) == {img.isic_id: img.full for img in wanted}  # 25/25 byte-identical
+        assert {k: v["sha256"] for k, v in ledger(out).items()} == {
+            img.isic_id: hashlib.sha256(img.full).hexdigest() for img in wanted}
+        assert not fake.fail_statuses and not partials(out)
+        assert [p.name for p in tmp_path.iterdir()] == ["orig"] and not (tmp_path.parent / "escape").exists()
+        bodies = len(fake.bodies_requested())
+        assert bodies == 25 + 1 + 5 + 1 + 1  # the 429, the 503s, the dropped and the truncated body
+        before = snapshot(out)
+
+        second = cli(*args)
+        assert second.stdout.strip() == f"found {len(malignant)}, downloaded 0, skipped 25, failed 1"
+        assert len(fake.bodies_requested()) == bodies  # zero bodies fetched on the re-run
+        assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_stopped_half_way_then_rerun_equals_an_uninterrupted_run(tmp_path: Path, sig: signal.Signals) -> None:
+    with FakeIsicServer(n_images=80) as fake:
+        args = ["-n", "25", "--benign-malignant", "malignant", "--api-url", fake.api_url]
+        assert cli(str(tmp_path / "whole"), *args).exit_code == 0
+        fake.chunk_delay = 0.05  # each image takes a few tenths of a second
+        out = tmp_path / "resumed"
+        proc = subprocess.Popen([sys.executable, "isic_dataset.py", "download", str(out), *args,
+                                 "--workers", "2"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while len(image_files(out) if out.is_dir() else {}) < 6 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(sig)
+            _, stderr = proc.communicate(timeout=20)
+        finally:
+            proc.kill()
+        kept = image_files(out)
+        saved = (out / "metadata.csv").exists()  # a kill -9 may come before the first save
+        rows = read_csv(out / "metadata.csv")[1] if saved else []
+        assert (sorted(ledger(out)) if saved else []) == [r["isic_id"] for r in rows]  # they always agree
+        attribution = (out / "attribution.txt").read_text(encoding="utf8") if saved else ""
+        assert attribution == isic.attribution_text(rows)
+        if sig == signal.SIGINT:  # ... and, after Ctrl-C, with the files on disk, none half-written
+            assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+            assert 6 <= len(kept) < 25 and not partials(out) and sorted(ledger(out)) == sorted(kept)
+        else:  # a kill -9 can leave temp files and finished files the last save did not list yet
+            assert proc.returncode == -signal.SIGKILL and 6 <= len(kept) < 25
+            assert not saved or set(ledger(out)) <= set(kept)
+
+        fake.chunk_delay = 0
+        bodies = len(fake.bodies_requested())
+        result = cli(str(out), *args)
+        assert result.stdout.strip().endswith(f"downloaded {25 - len(kept)}, skipped {len(kept)}, failed 0")
+        assert len(fake.bodies_requested()) - bodies == 25 - len(kept)
+        assert snapshot(out) == snapshot(tmp_path / "whole")
+
+
+def test_a_second_download_into_the_folder_is_refused_and_the_first_finishes(tmp_path: Path) -> None:
+    with FakeIsicServer(n_images=40) as fake:
+        fake.chunk_delay = 0.05
+        out = tmp_path / "orig"
+        proc = subprocess.Popen([sys.executable, "isic_dataset.py", "download", str(out), "-n", "12",
+                                 "--api-url", fake.api_url, "--workers", "2"],
+                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            while not (out.is_dir() and partials(out)) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            second = cli(str(out), "-n", "12", "--api-url", fake.api_url)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        assert second.exit_code == 1 and second.stdout == ""
+        assert second.stderr == (f"Error: {out} is in use by another download (pid {proc.pid}, "
+                                 f"lock {out}/.lock); wait for it to finish or stop it\n")
+        assert proc.returncode == 0, stderr[-2000:]
+        assert stdout.strip() == "found 38, downloaded 12, skipped 0, failed 0"
+        vis = fake.visible()
+        assert image_files(out) == {img.isic_id: img.full for img in vis[:12]} and not partials(out)
+        assert sorted(ledger(out)) == ids(vis[:12])
+        assert sorted(fake.bodies_requested()) == ids(vis[:12])  # the refused run fetched no body
+
+
+def test_files_without_ledger_entry_are_checked_then_adopted(fake: FakeIsicServer, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    vis = fake.visible()
+    for img in vis[:4]:  # as isic-cli leaves them: right bytes, no ledger
+        (tmp_path / f"{img.isic_id}.{img.ext}").write_bytes(img.full)
+    (tmp_path / f"{vis[4].isic_id}.{vis[4].ext}").write_bytes(vis[4].full[:-300])  # cut short
+    assert run(fake, tmp_path, n=6) == DownloadSummary(found=38, downloaded=2, skipped=4, failed=[])
+    assert sorted(fake.bodies_requested()) == ids(vis[4:6])
+    assert ledger(tmp_path)[vis[0].isic_id] == {
+        "file": f"{vis[0].isic_id}.jpg", "kind": "full", "size": len(vis[0].full),
+        "sha256": hashlib.sha256(vis[0].full).hexdigest()}
+
+    flipped = tmp_path / f"{vis[1].isic_id}.{vis[1].ext}"  # same size, other bytes: not the file we had
+    flipped.write_bytes(vis[1].full[:-10] + bytes(10))
+    assert run(fake, tmp_path, n=6) == DownloadSummary(found=38, downloaded=1, skipped=5, failed=[])
+    assert fake.bodies_requested()[2:] == [vis[1].isic_id]
+    assert image_files(tmp_path) == {img.isic_id: img.full for img in vis[:6]}
+
+    (tmp_path / ".download-state.json").write_text("{not json")  # unreadable: every file gets decoded
+    assert run(fake, tmp_path, n=6) == DownloadSummary(found=38, downloaded=0, skipped=6, failed=[])
+    assert "ignoring unreadable" in capsys.readouterr().err
+    assert len(fake.bodies_requested()) == 3 and len(ledger(tmp_path)) == 6

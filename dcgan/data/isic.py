@@ -10,22 +10,30 @@ is right and fixes what it gets wrong (see /work/shared/docs/isic-api-v2.md):
 - nothing the server says can write outside the output folder: the file name is built from an
   `ISIC_\\d{7}` id and a whitelisted extension, never from the server's text as such.
 
-Files are written under a temporary name (`dcgan.files.TEMP_PREFIX`, ignored by `find_images`) and
-renamed only when their byte count equals the size the API announced, so a folder never holds a
+The API's `files.*.size` is only a hint: the archive embeds credit metadata into every JPEG after
+recording it, so served JPEGs are larger (see `isic_ledger`). Files are written under a temporary name
+(`dcgan.files.TEMP_PREFIX`, ignored by `find_images`) and renamed only when the body matched the
+response's own Content-Length and decodes as the announced image type, so a folder never holds a
 truncated image under its final name, whatever happens (Ctrl-C, a broken connection, a full disk).
+Completed files go into the ledger, and metadata.csv, attribution.txt and the ledger are rewritten
+as the run goes, so an interrupted run leaves them consistent and a re-run fetches only what is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
+import hashlib
 import itertools
+import logging
 import re
 import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
@@ -38,7 +46,11 @@ from urllib3.util.retry import Retry
 
 from dcgan import __version__
 from dcgan.errors import UserError
-from dcgan.files import atomic_path, remove_partials, write_text
+from dcgan.files import atomic_path, folder_lock, remove_partials, write_text
+
+from .isic_ledger import Entry, Ledger, check_image, file_digest
+
+log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.isic-archive.com/api/v2/"
 MAX_PAGE_SIZE = 100  # the server clamps `limit` to 100; asking for more is pointless
@@ -51,6 +63,13 @@ METADATA_CSV = "metadata.csv"
 ATTRIBUTION_TXT = "attribution.txt"
 FIXED_COLUMNS = ("isic_id", "attribution", "copyright_license")
 CHUNK_BYTES = 1 << 20
+# A body is refused beyond 20x its announced size (the credit segments add a few KiB, a thumbnail
+# grows about 3x), never below 16 MiB of allowance and never above 512 MiB, whatever a record says.
+BODY_FACTOR = 20
+BODY_FLOOR = 16 << 20
+BODY_CAP = 512 << 20
+SAVE_EVERY_S = 1.0  # metadata.csv, attribution.txt and the ledger are rewritten at most this often
+SAVE_SHARE = 0.1  # ... and at most this share of the time (a big folder's files take longer to write)
 
 
 @dataclass
@@ -59,7 +78,7 @@ class DownloadSummary:
 
     found: int  # matches reported by the API's `count` (or the number listed when it has none)
     downloaded: int
-    skipped: int  # already complete on disk
+    skipped: int  # already complete on disk (in the ledger, or a file without entry that decodes)
     failed: list[str] = field(default_factory=list)  # isic ids (or the bad id a record carried)
 
 
@@ -120,13 +139,23 @@ class _Cancelled(Exception):
 
 @dataclass(frozen=True)
 class _Job:
-    """One validated image: where to get it, how big it must be, where it goes."""
+    """One validated image: where to get it, where it goes, what type it must decode as."""
 
     isic_id: str
     url: str
-    size: int
+    size: int  # the API's announced size: a hint (and the base of the body cap), never a check
     path: Path
     row: dict[str, Any]
+    kind: str = "full"  # or "thumbnail_256"
+
+    @property
+    def suffix(self) -> str:
+        return self.path.suffix.lstrip(".")
+
+
+def body_limit(announced: int) -> int:
+    """The most bytes accepted for a body announced at `announced` bytes (see BODY_FACTOR)."""
+    return min(BODY_CAP, max(BODY_FACTOR * announced, BODY_FLOOR))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,7 +340,7 @@ def plan_job(record: Any, out: Path, thumbnails: bool) -> _Job:
     if suffix not in IMAGE_SUFFIXES:
         raise BadRecord(name, f"refused file type {suffix[:20]!r} (expected one of "
                               f"{', '.join(sorted(IMAGE_SUFFIXES))})")
-    return _Job(isic_id, url, size, out / f"{isic_id}.{suffix}", metadata_row(record))
+    return _Job(isic_id, url, size, out / f"{isic_id}.{suffix}", metadata_row(record), kind)
 
 
 def _display_id(isic_id: Any) -> str:
@@ -331,14 +360,6 @@ def metadata_row(record: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(values, dict):
             row.update({k: v for k, v in values.items() if k not in FIXED_COLUMNS})
     return row
-
-
-def is_complete(job: _Job) -> bool:
-    """A file already on disk with exactly the announced size is not fetched again."""
-    try:
-        return job.path.is_file() and job.path.stat().st_size == job.size
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -369,58 +390,107 @@ class _Fetcher:
         self.timeout = timeout
         self.stop = threading.Event()
 
-    def __call__(self, job: _Job) -> None:
-        """Fetch `job` into place; `DownloadError` for this image, `OSError` (disk) stops everyone."""
+    def __call__(self, job: _Job, known: Entry | None) -> tuple[bool, Entry]:
+        """Keep the file already there or fetch `job` into place: (fetched?, its ledger entry).
+
+        `DownloadError` fails this image only; `OSError` (disk) stops everyone.
+        """
         try:
-            self._fetch_with_retries(job)
+            kept = self._existing(job, known)
+            if kept is not None:
+                return False, kept
+            return True, self._fetch_with_retries(job)
         except requests.RequestException as err:  # before OSError: requests' errors subclass it
             raise DownloadError(_request_failure(err)) from None
         except OSError:
             self.stop.set()  # a full or read-only disk fails every other image too
             raise
 
-    def _fetch_with_retries(self, job: _Job) -> None:
+    def _existing(self, job: _Job, known: Entry | None) -> Entry | None:
+        """The entry of a complete file already at `job.path`, or None to fetch it.
+
+        With a ledger entry the file must still be those bytes (size, then sha256); without one
+        (isic-cli's files, or a run killed before it saved the ledger) it must decode.
+        """
+        if not job.path.is_file():
+            return None
+        if known is not None:
+            if (known.file, known.kind) != (job.path.name, job.kind) or job.path.stat().st_size != known.size:
+                return None
+            return known if file_digest(job.path) == (known.size, known.sha256) else None
+        if check_image(job.path, job.suffix) is not None:
+            return None
+        size, sha256 = file_digest(job.path)
+        return Entry(job.path.name, job.kind, size, sha256)
+
+    def _fetch_with_retries(self, job: _Job) -> Entry:
         """Retry a body that breaks off; statuses and connects are urllib3 `Retry`'s business."""
         for attempt in range(1, self.policy.stream_attempts + 1):
             try:
-                self._fetch_once(job)
-                return
+                return self._fetch_once(job)
             except _BrokenStream as err:
                 if attempt == self.policy.stream_attempts:
                     raise DownloadError(f"{err} ({attempt} tries)") from None
                 if self.stop.wait(self.policy.stream_backoff(attempt)):
                     raise _Cancelled from None
+        raise AssertionError("unreachable")  # the loop returns or raises
 
-    def _fetch_once(self, job: _Job) -> None:
-        """Stream the body into a temp file; rename it to `<isic_id>.<ext>` only at the right size."""
+    def _fetch_once(self, job: _Job) -> Entry:
+        """Stream the body into a temp file; rename it to `<isic_id>.<ext>` only once it is complete.
+
+        Complete means: as long as the response's own Content-Length (or, without one, the stream
+        ended cleanly) and decodable as the announced type. The API's size is only compared for a
+        debug line. Identity encoding is asked for so that the bytes on disk are the bytes served.
+        """
         if self.stop.is_set():
             raise _Cancelled
+        limit = body_limit(job.size)
         with atomic_path(job.path) as tmp:
-            with self.session.get(job.url, stream=True, timeout=self.timeout) as response:
+            with self.session.get(job.url, stream=True, timeout=self.timeout,
+                                  headers={"Accept-Encoding": "identity"}) as response:
                 if not response.ok:
                     raise DownloadError(f"HTTP {response.status_code} {response.reason} for {job.url}")
+                declared = _content_length(response)
+                if declared is not None and declared > limit:
+                    raise DownloadError(f"refused a body of {declared} bytes (the limit for an image "
+                                        f"announced at {job.size} bytes is {limit})")
                 with _open_for_writing(tmp) as fh:
-                    written = self._copy_body(response, fh, job)
-                declared = response.headers.get("Content-Length")
-            if written != job.size or tmp.stat().st_size != job.size:
-                if declared is not None and declared.isdigit() and int(declared) == written:
-                    raise DownloadError(f"got {written} bytes, the API announced {job.size}")
-                raise _BrokenStream(f"body ended after {written} of {job.size} bytes")
+                    written, sha256 = self._copy_body(response, fh, limit, job.size)
+            if declared is not None and written != declared:
+                raise _BrokenStream(f"body ended after {written} of {declared} bytes")
+            problem = check_image(tmp, job.suffix)
+            if problem is not None:
+                if declared is None:  # no length to go by: a cut-off body looks just like this
+                    raise _BrokenStream(f"body without Content-Length is {problem}")
+                raise DownloadError(problem)
+            if written != job.size:
+                log.debug("%s: %d bytes, the API announced %d", job.isic_id, written, job.size)
+        return Entry(job.path.name, job.kind, written, sha256)
 
-    def _copy_body(self, response: requests.Response, fh: IO[bytes], job: _Job) -> int:
-        """Copy the body chunk by chunk; stop early on cancel or when it outgrows the announced size."""
+    def _copy_body(self, response: requests.Response, fh: IO[bytes], limit: int, announced: int
+                   ) -> tuple[int, str]:
+        """Copy the body chunk by chunk, hashing it; stop on cancel or when it passes `limit`."""
         written = 0
+        digest = hashlib.sha256()
         try:
             for chunk in response.iter_content(CHUNK_BYTES):
                 if self.stop.is_set():
                     raise _Cancelled
                 written += len(chunk)
-                if written > job.size:
-                    raise DownloadError(f"more than the {job.size} bytes the API announced")
+                if written > limit:
+                    raise DownloadError(f"refused a body of more than {limit} bytes (the limit for an "
+                                        f"image announced at {announced} bytes)")
                 fh.write(chunk)
+                digest.update(chunk)
         except (requests.exceptions.ChunkedEncodingError, requests.ConnectionError) as err:
             raise _BrokenStream(f"connection broke mid-body ({_reason(err)})") from None
-        return written
+        return written, digest.hexdigest()
+
+
+def _content_length(response: requests.Response) -> int | None:
+    """The response's Content-Length as an int, or None when absent or malformed."""
+    value = response.headers.get("Content-Length", "").strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def _request_failure(err: requests.RequestException) -> str:
@@ -459,10 +529,10 @@ def merge_rows(existing: Sequence[Mapping[str, Any]], new: Mapping[str, Mapping[
     return [merged[k] for k in sorted(merged)]
 
 
-def write_metadata(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_metadata(path: Path, rows: Sequence[Mapping[str, Any]], durable: bool = False) -> None:
     """Write metadata.csv as isic-cli does: fixed columns, then the sorted union of every other key."""
     extra = sorted({k for row in rows for k in row} - set(FIXED_COLUMNS))
-    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf8") as fh:
+    with atomic_path(path, durable=durable) as tmp, open(tmp, "w", newline="", encoding="utf8") as fh:
         writer = csv.DictWriter(fh, fieldnames=[*FIXED_COLUMNS, *extra])
         writer.writeheader()
         writer.writerows(rows)
@@ -498,17 +568,6 @@ def fetch_licenses(session: requests.Session, api_url: str, folder: Path, rows: 
         write_text(target, response.text)
 
 
-def write_outputs(session: requests.Session, api_url: str, out: Path, existing: Sequence[Mapping[str, Any]],
-                  new: Mapping[str, Mapping[str, Any]], timeout: tuple[float, float]) -> None:
-    """metadata.csv (merged), attribution.txt and licenses/ for every image the folder now holds."""
-    rows = merge_rows(existing, new)
-    if not rows:
-        return
-    write_metadata(out / METADATA_CSV, rows)
-    write_text(out / ATTRIBUTION_TXT, attribution_text(rows))
-    fetch_licenses(session, api_url, out / "licenses", rows, timeout)
-
-
 def _warn(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
@@ -517,16 +576,13 @@ def _warn(message: str) -> None:
 # The run
 
 
-def _prepare_folder(output_path: str | Path) -> Path:
-    """Create the output folder and delete temp files a killed run left behind."""
+def _check_output_path(output_path: str | Path) -> Path:
+    """Refuse a path that cannot become the folder, or whose metadata.csv cannot be merged, before
+    asking the network anything; the folder itself is created only once the first page is read."""
     out = Path(output_path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise UserError(f"{out} exists and is not a folder") from None
-    except OSError as err:
-        raise _disk_error(err, out) from None
-    remove_partials(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    read_metadata(out / METADATA_CSV)
     return out
 
 
@@ -534,6 +590,65 @@ def _disk_error(err: OSError, out: Path) -> UserError:
     if err.errno == errno.ENOSPC:
         return UserError(f"disk full while writing into {out}")
     return UserError(f"cannot write into {out}: {err.strerror or err}")
+
+
+class _Output:
+    """OUTPUT_PATH while a run holds it: the lock, the ledger and the metadata rows of completed files.
+
+    `save` writes metadata.csv, attribution.txt and then the ledger, each atomically, for the files
+    completed so far; the run calls it about every SAVE_EVERY_S and once more at the end or on an
+    interrupt, so an interrupted run leaves them describing the images it finished. After a crash
+    (kill -9, power cut) the files finished since the last save have no entry yet; the next run
+    finds that they decode and adopts them.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.existing = read_metadata(out / METADATA_CSV)
+        self.ledger = Ledger.load(out)
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.dirty = False
+        self.saved_at = time.monotonic()
+        self.save_every = SAVE_EVERY_S
+
+    @classmethod
+    @contextlib.contextmanager
+    def open(cls, output_path: Path) -> Iterator[_Output]:
+        """Create the folder, lock it (a second download refuses at once), then clear old temp files."""
+        try:
+            output_path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise UserError(f"{output_path} exists and is not a folder") from None
+        except OSError as err:
+            raise _disk_error(err, output_path) from None
+        with folder_lock(output_path, "download"):
+            remove_partials(output_path)  # only now: they might have been another run's
+            yield cls(output_path)
+
+    def record(self, job: _Job, entry: Entry) -> None:
+        self.rows[job.isic_id] = job.row
+        self.ledger.entries[job.isic_id] = entry
+        self.dirty = True
+
+    def all_rows(self) -> list[dict[str, Any]]:
+        return merge_rows(self.existing, self.rows)
+
+    def save_if_due(self) -> None:
+        if time.monotonic() - self.saved_at >= self.save_every:
+            self.save()
+
+    def save(self) -> None:
+        """The ledger goes last, so that it never names a file that metadata.csv lacks."""
+        if not self.dirty:
+            return
+        start = time.monotonic()
+        rows = self.all_rows()
+        write_metadata(self.out / METADATA_CSV, rows, durable=True)  # a power cut keeps old or new
+        write_text(self.out / ATTRIBUTION_TXT, attribution_text(rows), durable=True)
+        self.ledger.save()
+        self.dirty = False
+        self.saved_at = time.monotonic()
+        self.save_every = max(SAVE_EVERY_S, (self.saved_at - start) / SAVE_SHARE)
 
 
 def _normalise_api_url(api_url: str) -> str:
@@ -557,26 +672,26 @@ def _check_collections(session: requests.Session, api_url: str, ids: Sequence[st
 class _Run:
     """State of one download run: the listing feeds jobs to the pool, results are tallied here."""
 
-    def __init__(self, out: Path, fetcher: _Fetcher, workers: int, bar: tqdm, thumbnails: bool) -> None:
-        self.out = out
+    def __init__(self, output: _Output, fetcher: _Fetcher, workers: int, bar: tqdm, thumbnails: bool) -> None:
+        self.output = output
         self.fetcher = fetcher
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="isic-download")
         self.bar = bar
         self.bar_lock = threading.Lock()  # workers' done-callbacks and the main thread both tick
         self.thumbnails = thumbnails
-        self.futures: dict[Future[None], _Job] = {}
-        self.rows: dict[str, dict[str, Any]] = {}
+        self.futures: dict[Future[tuple[bool, Entry]], _Job] = {}
         self.failed: list[str] = []
         self.seen: set[str] = set()
+        self.disk_error: OSError | None = None
         self.added = 0
         self.skipped = 0
         self.downloaded = 0
 
     def add(self, record: Any) -> None:
-        """Skip, reject or schedule one record."""
+        """Reject or schedule one record (a worker decides whether the file on disk can stay)."""
         self.added += 1
         try:
-            job = plan_job(record, self.out, self.thumbnails)
+            job = plan_job(record, self.output.out, self.thumbnails)
         except BadRecord as err:
             self._fail(err.name, str(err))
             self._tick()
@@ -585,14 +700,10 @@ class _Run:
             self._tick()  # listed twice: one download is enough
             return
         self.seen.add(job.isic_id)
-        if is_complete(job):
-            self.skipped += 1
-            self.rows[job.isic_id] = job.row
-            self._tick()
-            return
-        future = self.pool.submit(self.fetcher, job)
+        future = self.pool.submit(self.fetcher, job, self.output.ledger.entries.get(job.isic_id))
         future.add_done_callback(self._tick)
         self.futures[future] = job
+        self.settle_done()
 
     def set_total(self) -> None:
         """Correct the bar's total once the listing is done (the API's count may be off or absent)."""
@@ -601,25 +712,37 @@ class _Run:
             self.bar.refresh()
 
     def collect(self) -> None:
-        """Check every future's result; a disk error becomes one `UserError` for the whole run."""
-        disk_error: OSError | None = None
-        for future in as_completed(self.futures):
-            job = self.futures[future]
-            try:
-                future.result()
-            except DownloadError as err:
-                self._fail(job.isic_id, str(err))
-            except _Cancelled:
-                pass  # stopped because another worker hit a disk error, reported below
-            except OSError as err:
-                disk_error = disk_error or err
-            else:
-                self.downloaded += 1
-                self.rows[job.isic_id] = job.row
-        if disk_error is not None:
-            raise _disk_error(disk_error, self.out)
+        """Wait for every future, saving as they complete; a disk error becomes one `UserError`."""
+        for future in as_completed(list(self.futures)):
+            self._settle(future)
+            self.output.save_if_due()
+        if self.disk_error is not None:
+            raise _disk_error(self.disk_error, self.output.out)
 
-    def _tick(self, _future: Future[None] | None = None) -> None:
+    def settle_done(self) -> None:
+        """Tally the futures that are already done (while listing, and after an interrupt)."""
+        for future in [f for f in self.futures if f.done()]:
+            self._settle(future)
+        self.output.save_if_due()
+
+    def _settle(self, future: Future[tuple[bool, Entry]]) -> None:
+        job = self.futures.pop(future)
+        try:
+            fetched, entry = future.result()
+        except DownloadError as err:
+            self._fail(job.isic_id, str(err))
+        except (_Cancelled, CancelledError):
+            pass  # stopped by Ctrl-C or because another worker hit a disk error, reported below
+        except OSError as err:
+            self.disk_error = self.disk_error or err
+        else:
+            if fetched:
+                self.downloaded += 1
+            else:
+                self.skipped += 1
+            self.output.record(job, entry)
+
+    def _tick(self, _future: Future[tuple[bool, Entry]] | None = None) -> None:
         with self.bar_lock:
             self.bar.update()
 
@@ -636,18 +759,18 @@ def download_images(output_path: str | Path, n: int = 100, offset: int = 0, quer
                     timeout: tuple[float, float] = (3.05, 30.0), progress: bool = True) -> DownloadSummary:
     """Download `n` images matching the filters (after skipping `offset`) into `output_path`.
 
-    Also writes metadata.csv (merged with an existing one), attribution.txt and licenses/. Images
-    already complete on disk are skipped, so an interrupted run can simply be repeated. Problems the
-    user can fix (unreachable API, bad query, full disk) raise `UserError`; an image that fails is
-    listed in `failed` and the others still download.
+    Also writes metadata.csv (merged with an existing one), attribution.txt, licenses/ and the
+    ledger. Files the ledger knows (or that decode, without an entry) are not fetched again, so an
+    interrupted run can simply be repeated. Problems the user can fix (unreachable API, bad query,
+    full disk, another download in the folder) raise `UserError`; an image that fails is listed in
+    `failed` and the others still download. The folder is created only once the API has answered.
     """
     if n < 0 or offset < 0 or workers < 1 or page_size < 1:
         raise UserError("n and offset must be >= 0, workers and page_size >= 1")
     api_url = _normalise_api_url(api_url)
     full_query = build_query(query, benign_malignant)
     ids = collection_ids(collections)
-    out = _prepare_folder(output_path)
-    existing = read_metadata(out / METADATA_CSV)
+    out = _check_output_path(output_path)
     policy = RetryPolicy(total=retries, backoff_factor=backoff_factor, stream_attempts=stream_attempts)
     limit = max(1, min(page_size, MAX_PAGE_SIZE, offset + n))  # the first page also brings `count`
     with make_session(workers, policy) as session:
@@ -655,14 +778,17 @@ def download_images(output_path: str | Path, n: int = 100, offset: int = 0, quer
         pages = iter_pages(session, urljoin(api_url, "images/search/"), search_params(full_query, ids, limit),
                            timeout, full_query)
         first = next(pages)
-        with tqdm(total=_expected(first.count, offset, n), unit="img", desc="download", file=sys.stderr,
-                  disable=not progress, dynamic_ncols=True) as bar:
-            run = _Run(out, _Fetcher(session, policy, timeout), workers, bar, thumbnails)
-            listed = _download(run, first, pages, offset, n)
-        try:
-            write_outputs(session, api_url, out, existing, run.rows, timeout)
-        except OSError as err:
-            raise _disk_error(err, out) from None
+        if n == 0 or not first.records:  # nothing to fetch: leave no empty folder behind
+            return DownloadSummary(found=first.count or 0, downloaded=0, skipped=0, failed=[])
+        with _Output.open(out) as output:
+            with tqdm(total=_expected(first.count, offset, n), unit="img", desc="download", file=sys.stderr,
+                      disable=not progress, dynamic_ncols=True) as bar:
+                run = _Run(output, _Fetcher(session, policy, timeout), workers, bar, thumbnails)
+                listed = _download(run, first, pages, offset, n)
+            try:
+                fetch_licenses(session, api_url, out / "licenses", output.all_rows(), timeout)
+            except OSError as err:
+                raise _disk_error(err, out) from None
     found = first.count if first.count is not None else listed
     return DownloadSummary(found=found, downloaded=run.downloaded, skipped=run.skipped,
                            failed=sorted(run.failed))
@@ -675,8 +801,9 @@ def _expected(count: int | None, offset: int, n: int) -> int | None:
 def _download(run: _Run, first: _Page, pages: Iterator[_Page], offset: int, n: int) -> int:
     """List and download at once; on any exception (Ctrl-C included) stop workers, leave no temp file.
 
-    Downloads of the first page start while later pages are fetched. Returns the number of records
-    listed (the found count when the API gives none).
+    Downloads of the first page start while later pages are fetched. Whatever happens, the files
+    completed so far are saved to metadata.csv, attribution.txt and the ledger before returning.
+    Returns the number of records listed (the found count when the API gives none).
     """
     listed = 0
 
@@ -696,7 +823,14 @@ def _download(run: _Run, first: _Page, pages: Iterator[_Page], offset: int, n: i
         run.collect()
     except BaseException:
         run.fetcher.stop.set()
-        raise
-    finally:
         run.pool.shutdown(wait=True, cancel_futures=True)
+        with contextlib.suppress(Exception):  # the first error is the one to report
+            run.settle_done()
+            run.output.save()
+        raise
+    run.pool.shutdown(wait=True)
+    try:
+        run.output.save()
+    except OSError as err:
+        raise _disk_error(err, run.output.out) from None
     return listed
