@@ -172,10 +172,10 @@ class TrainOptions:
         hints = typing.get_type_hints(cls)
         return cls(**{k: _coerce(v, hints[k], k, source) for k, v in norm.items()})
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, durable: bool = False) -> None:
         from .files import write_json
 
-        write_json(path, self.to_dict())
+        write_json(path, self.to_dict(), durable=durable)
 
 
 OPTIONS_FILE = "options.json"
