@@ -18,10 +18,10 @@ What could give an image away without looking at it, and what is done about it:
 * Order: `items.js` lists the images in a shuffled order, the page shuffles again for each rater,
   images are written in shuffled order and every file of the site gets the same modification time.
 * Format and pixel size: every image is decoded and re-encoded as an 8-bit RGB PNG of one size with
-  the same encoder settings. Fakes at the common fake size keep every pixel; reals (and any fake of
-  another size) are center-cropped to that aspect and resized to it with Lanczos, so a real is only
-  upscaled when it is smaller than the fakes, and never by more than 2x (`MAX_UPSCALE`): an image
-  that would need more is refused, since a blurry real gives itself away as surely as a name.
+  the same encoder settings. That size is the smaller of the two sets' most common sizes (370 px
+  fakes and 160 px reals are both shown at 160 px): images of another size are center-cropped to
+  its aspect and resized to it with Lanczos. Downscaling is harmless; upscaling beyond 2x
+  (`MAX_UPSCALE`) is refused, since a blurry image gives itself away as surely as a name.
 * Metadata: images are rebuilt from their pixel arrays, so no EXIF, ICC profile, text chunk or
   time stamp of the source survives.
 * File size: a PNG's size follows its content (a JPEG-derived photo compresses differently from GAN
@@ -220,22 +220,19 @@ def choose_items(real_path: str | os.PathLike[str], fake_path: str | os.PathLike
                  output_dir: str | os.PathLike[str] | None = None) -> tuple[list[Item], tuple[int, int]]:
     """Draw the reals and fakes, bring them to one size, shuffle them; returns (items, size).
 
-    The size is the fakes' (most common) size: fakes are what is being judged, so they are shown
-    as the generator made them and the reals are brought to them, not the other way round.
-    When there are no fakes (--fake-share 0), the reals' most common size is used.
+    The size is the smaller (in pixels) of the fakes' and the reals' most common sizes: bringing
+    both sets down to it only ever downscales the typical image of either, whichever set is the
+    larger, and only an odd small image is upscaled (at most 2x, else refused). A set that is
+    empty (--fake-share 0 or 1) has no say.
     """
     n_real, n_fake = split_count(options.n, options.fake_share)
     reals, fakes = find_candidates(real_path, fake_path, output_dir)
     fake_items = _decode_some(fakes, n_fake, "fake", rng, None, skipped)
-    if fake_items:
-        size = common_size(fake_items)
-        _fit_to(fake_items, size)
-        real_items = _decode_some(reals, n_real, "real", rng, size, skipped)
-    else:
-        real_items = _decode_some(reals, n_real, "real", rng, None, skipped)
-        size = common_size(real_items)
-        _fit_to(real_items, size)
+    real_items = _decode_some(reals, n_real, "real", rng, None, skipped)
+    sizes = [common_size(group) for group in (fake_items, real_items) if group]
+    size = min(sizes, key=lambda s: (s[0] * s[1], s))
     items = real_items + fake_items
+    _fit_to(items, size)
     rng.shuffle(items)
     return items, size
 
