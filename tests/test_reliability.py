@@ -292,3 +292,36 @@ def test_disk_full_during_transform(small_disk: Path, tmp_path: Path) -> None:
 
     for written in out.glob("*.png"):  # whatever was written is whole
         Image.open(written).load()
+
+
+# --------------------------------------------------------------------------------------------------
+# Outputs others can read: the mode a plain open() gives under the user's umask
+
+
+def test_outputs_get_the_mode_of_a_plain_open(tmp_path: Path, data: Path) -> None:
+    """Every file of a run folder, a transformed folder and a turing site: 0666 & ~umask (here 002,
+    so a group-shared folder works: neither mkstemp's 0600 nor a fixed 0644 would pass)."""
+    env = {**ENV}
+    umask = 0o002
+
+    def child(*cmd: object) -> None:
+        result = subprocess.run([str(c) for c in cmd], cwd=REPO, capture_output=True, text=True, env=env,
+                                timeout=300, preexec_fn=lambda: os.umask(umask))
+        assert result.returncode == 0, result.stderr
+
+    run_dir, moved, study = tmp_path / "run", tmp_path / "moved", tmp_path / "study"
+    child(*gancontrol("training", data, 2, 4, run_dir, *TINY, "--keep-checkpoints", "--checkpoint-every", 1))
+    child(sys.executable, REPO / "isic_dataset.py", "transform", data, moved, 16, 16, "--workers", 1)
+    child(sys.executable, REPO / "img2dist.py", "turing", data, run_dir / "samples", study, "-n", "4",
+          "--seed", "1")
+    files = [p for folder in (run_dir, moved, study) for p in folder.rglob("*") if p.is_file()]
+    names = {p.relative_to(tmp_path).as_posix() for p in files}
+    assert {"run/checkpoint.pt", "run/checkpoint-0000002.pt", "run/options.json", "run/log.txt",
+            "run/stats.jsonl", "run/loss_curve.png", "run/samples/step_0000002.png", "run/.lock",
+            "moved/img0.png", "study/key.json", "study/README.txt", "study/site/items.js",
+            "study/site/index.html"} <= names, names
+    assert any(n.startswith("study/site/images/") for n in names)
+    want = 0o666 & ~umask
+    wrong = {p.relative_to(tmp_path).as_posix(): oct(p.stat().st_mode & 0o777) for p in files
+             if p.stat().st_mode & 0o777 != want}
+    assert wrong == {}

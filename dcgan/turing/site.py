@@ -61,7 +61,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..files import TEMP_PREFIX, atomic_path, write_bytes, write_json, write_text
+from ..files import TEMP_PREFIX, atomic_path, copy_file, write_bytes, write_json, write_text
 from ..images import ImageReadError, center_crop_box, crop_resize, find_images, open_image
 
 SITE_DIR = "site"
@@ -368,7 +368,7 @@ def _check_output(output_dir: Path, overwrite: bool) -> str | None:
 def _write_site_files(folder: Path, items: list[Item], pngs: list[bytes], data: dict[str, Any]) -> None:
     """The page, its data and the images, into `folder`, every file with one modification time."""
     for name in ASSET_FILES:
-        shutil.copyfile(ASSETS_DIR / name, folder / name)
+        copy_file(ASSETS_DIR / name, folder / name)
     write_text(folder / ITEMS_FILE, items_js(data))
     for item, png in zip(items, pngs, strict=True):
         write_bytes(folder / IMAGES_DIR / f"{item.id}.png", png)
