@@ -55,6 +55,9 @@ class Range:
         return f"in {left}{self.low:g}, {self.high:g}{right}"
 
 
+MIN_EVAL_IMAGES = 4  # k-NN precision/recall (k = 3) needs more than k images of each kind
+
+
 @dataclass
 class TrainOptions:
     """Everything that defines a training run; each field's help is its `--help` text."""
@@ -102,7 +105,7 @@ class TrainOptions:
     diffaug: str = opt("none", "DiffAugment policy, e.g. color,translation,cutout (none = off)")
     conditional: bool = opt(False, "class-conditional GAN on the class subfolders of TRAINING_IMAGES")
     eval_every: int = opt(0, "steps between SWD / precision / recall evaluations of EMA-G (0 = off)", 0)
-    eval_images: int = opt(256, "generated and real images used by each evaluation", 2)
+    eval_images: int = opt(256, "generated and real images used by each evaluation", MIN_EVAL_IMAGES)
     sync_bn: bool = opt(False, "with torchrun: SyncBatchNorm across processes")
     compile: bool = opt(False, "torch.compile G and D (fastest on GPUs; slow first steps)")
     user_set: list[str] = field(default_factory=list, metadata={"help": "options given explicitly"})

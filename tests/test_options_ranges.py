@@ -19,7 +19,7 @@ BAD = {
     "label_smoothing": "0", "lr_g": "-1", "lr_d": "0", "beta1": "2", "beta2": "1", "d_steps": "0",
     "ema": "1", "seed": "-1", "log_every": "-1", "sample_every": "-1", "checkpoint_every": "-1",
     "device": "tpu", "precision": "fp8", "grid_size": "0", "max_memory_gb": "-1", "preset": "magic",
-    "diffaug": "blur", "eval_every": "-1", "eval_images": "1",
+    "diffaug": "blur", "eval_every": "-1", "eval_images": "3",
 }
 # Values click lets through (its ranges compare, and NaN compares false): TrainOptions refuses them.
 PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf"}
@@ -65,7 +65,7 @@ def test_values_click_lets_through_are_refused_by_the_options(tmp_path: Path, na
 
 @pytest.mark.parametrize("line,flag", [("lr-g: -1", "--lr-g"), ("beta1: 2", "--beta1"),
                                        ("grid_size: 0", "--grid-size"), ("z-dim: 0", "--z-dim"),
-                                       ("eval-images: 1", "--eval-images"), ("ema: .nan", "--ema")])
+                                       ("eval-images: 2", "--eval-images"), ("ema: .nan", "--ema")])
 def test_control_file_values_get_the_same_checks(tmp_path: Path, line: str, flag: str) -> None:
     cfg = tmp_path / "control.yaml"
     cfg.write_text(line + "\n")

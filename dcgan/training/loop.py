@@ -25,7 +25,7 @@ from ..errors import UserError
 from ..files import LOCK_NAME, DiskFullError, copy_file, folder_lock, remove_partials
 from ..generate import latents_for_seeds, resolve_device
 from ..losses import LOSSES
-from ..options import OPTIONS_FILE, TrainOptions, apply_preset
+from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions, apply_preset
 from . import distributed as ddp
 from . import runlog
 from .checkpoint import LATEST, no_checkpoint_yet, save_checkpoint
@@ -166,6 +166,9 @@ def _load_data(opts: TrainOptions, resume_from: dict[str, Any] | None, progress:
     else:
         apply_preset(opts, len(data))
         opts.resolve()  # presets may change values that resolve() checks
+    if opts.eval_every and len(data) < MIN_EVAL_IMAGES:
+        raise UserError(f"{opts.training_images}: --eval-every needs at least {MIN_EVAL_IMAGES} training "
+                        f"images, found {len(data)}")
     if opts.conditional:
         _check_classes(opts, data.class_names, resume_from)
     opts.resolution = data.resolution
