@@ -339,5 +339,6 @@ def _checkpoint(t: Trainer, run_dir: Path, evaluator: Any = None) -> None:
         if t.opts.keep_checkpoints:
             copy_file(run_dir / LATEST, run_dir / f"checkpoint-{t.step:07d}.pt", durable=True)
     except DiskFullError as err:
-        kept = "the previous checkpoint is kept" if (run_dir / LATEST).is_file() else "no checkpoint yet"
-        raise DiskFullError(f"{err} ({kept}; free some space and `gancontrol.py resume {run_dir}`)") from None
+        then = (f"the previous checkpoint is kept; free some space and `gancontrol.py resume {run_dir}`"
+                if (run_dir / LATEST).is_file() else "no checkpoint yet; free some space and start again")
+        raise DiskFullError(f"{err} ({then})") from None
