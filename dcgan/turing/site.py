@@ -434,7 +434,8 @@ def build_site(real_path: str | os.PathLike[str], fake_path: str | os.PathLike[s
         shutil.rmtree(tmp_site, ignore_errors=True)
         raise
     key_path = output_dir / KEY_FILE
-    write_json(key_path, key_data(site_id, seed, items, size, options, real_path, fake_path))
+    # Durable: the key is the only record of which image is real, and answers cannot be scored without it.
+    write_json(key_path, key_data(site_id, seed, items, size, options, real_path, fake_path), durable=True)
     zip_path = output_dir / f"real-or-fake-{site_id}.zip"
     zip_site(site, zip_path, f"real-or-fake-{site_id}")
     n_fake = sum(item.label == "fake" for item in items)
