@@ -40,8 +40,13 @@ def cli() -> None:
     pass
 
 
-def _click_type(tp: Any) -> Any:
-    return {int: int, float: float, str: str, bool: bool}[base_type(tp)]
+def _click_type(tp: Any, bounds: Any = None) -> Any:
+    """The click type of an option: its declared range (TrainOptions checks it again, for YAML)."""
+    kind = {int: int, float: float, str: str, bool: bool}[base_type(tp)]
+    if bounds is None:
+        return kind
+    make = click.IntRange if kind is int else click.FloatRange
+    return make(bounds.low, bounds.high, min_open=bounds.low_open, max_open=bounds.high_open)
 
 
 def train_options(func: Any) -> Any:
@@ -60,7 +65,7 @@ def train_options(func: Any) -> Any:
         if f.name in POSITIONAL or f.name in DERIVED:
             continue
         flag = "--" + f.name.replace("_", "-")
-        tp = _click_type(hints[f.name])
+        tp = _click_type(hints[f.name], f.metadata.get("range"))
         text = f"{helps[f.name]} [default: {f.default}"
         text += ", or the preset's]" if f.name in by_preset else "]"
         if f.name == "preset":

@@ -33,6 +33,26 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
+class DiskFullError(UserError, OSError):
+    """No space left while writing a file: one line naming the file. Still an OSError, so that
+    callers that tolerate a failed write (a cache) go on tolerating it."""
+
+
+@contextlib.contextmanager
+def disk_full_names(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn ENOSPC (or a quota's EDQUOT) in the block into a `DiskFullError` naming `path`."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        full = DiskFullError(f"disk full while writing {path}; nothing was half-written")
+        full.errno = err.errno
+        raise full from None
+
+
 def fsync_folder(folder: str | os.PathLike[str]) -> None:
     """Flush a folder's entries to disk, so that a rename survives a power loss."""
     fd = os.open(folder, os.O_RDONLY)
@@ -53,19 +73,21 @@ def atomic_path(path: str | os.PathLike[str], *, durable: bool = False) -> Itera
     that a power loss leaves the old or the new file, never an empty one.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
+    with disk_full_names(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
-        os.chmod(tmp_path, _FILE_MODE)
-        if durable:
-            with open(tmp_path, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-        if durable:
-            fsync_folder(path.parent)
+        with disk_full_names(path):
+            yield tmp_path
+            os.chmod(tmp_path, _FILE_MODE)
+            if durable:
+                with open(tmp_path, "rb+") as f:
+                    os.fsync(f.fileno())
+            os.replace(tmp_path, path)
+            if durable:
+                fsync_folder(path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

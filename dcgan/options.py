@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -18,9 +19,43 @@ from typing import Any
 from .errors import UserError
 
 
-def opt(default: Any, help: str) -> Any:
-    """A dataclass field with a help text."""
-    return field(default=default, metadata={"help": help})
+def opt(default: Any, help: str, low: float | None = None, high: float | None = None,
+        low_open: bool = False, high_open: bool = False) -> Any:
+    """A dataclass field with a help text and, for numbers, its allowed range.
+
+    The range is checked by `TrainOptions.resolve` (so YAML control files and saved runs are held to
+    it) and given to click (so `--help` shows it); one declaration, no drift.
+    """
+    bounds = None if low is None and high is None else Range(low, high, low_open, high_open)
+    return field(default=default, metadata={"help": help, "range": bounds})
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric option: low/high (None = unbounded), open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return not (self.high is not None and (value >= self.high if self.high_open else value > self.high))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {self.high:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+MIN_EVAL_IMAGES = 4  # k-NN precision/recall (k = 3) needs more than k images of each kind
 
 
 @dataclass
@@ -28,47 +63,49 @@ class TrainOptions:
     """Everything that defines a training run; each field's help is its `--help` text."""
 
     training_images: str = opt("", "folder of training images (read recursively)")
-    steps: int = opt(1000, "training cycles: one D update (or --d-steps) + one G update")
-    batch_size: int = opt(64, "images per step (the global batch)")
+    steps: int = opt(1000, "training cycles: one D update (or --d-steps) + one G update", 1)
+    batch_size: int = opt(64, "images per step (the global batch)", 1)
     output_dir: str = opt("", "the run folder")
-    resolution: int | None = opt(None, "image size; None = the images' own size")
+    resolution: int | None = opt(None, "image size; None = the images' own size", 16)
     grayscale: bool = opt(False, "train one-channel images")
     channels: int = opt(3, "resolved from --grayscale")
-    z_dim: int = opt(100, "latent size")
-    g_channels: int = opt(64, "generator width (channels of its last hidden layer)")
-    d_channels: int = opt(64, "discriminator width (channels of its first layer)")
+    z_dim: int = opt(100, "latent size", 1)
+    g_channels: int = opt(64, "generator width (channels of its last hidden layer)", 1)
+    d_channels: int = opt(64, "discriminator width (channels of its first layer)", 1)
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts)")
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
-                     "spread, against partial mode collapse")
+                     "spread, against partial mode collapse", 0)
     loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
     gp: str = opt("none", "gradient penalty: none | wgan | dragan | r1")
-    gp_weight: float = opt(10.0, "weight of the gradient penalty")
-    label_smoothing: float = opt(1.0, "one-sided: target for real images (0.9 = smoothing)")
-    lr_g: float = opt(2e-4, "generator learning rate")
-    lr_d: float = opt(2e-4, "discriminator learning rate")
-    beta1: float = opt(0.5, "Adam beta1")
-    beta2: float = opt(0.999, "Adam beta2")
-    d_steps: int = opt(1, "D updates per G update")
+    gp_weight: float = opt(10.0, "weight of the gradient penalty", 0)
+    label_smoothing: float = opt(1.0, "one-sided: target for real images (0.9 = smoothing)", 0, 1,
+                                 low_open=True)
+    lr_g: float = opt(2e-4, "generator learning rate", 0, low_open=True)
+    lr_d: float = opt(2e-4, "discriminator learning rate", 0, low_open=True)
+    beta1: float = opt(0.5, "Adam beta1", 0, 1, high_open=True)
+    beta2: float = opt(0.999, "Adam beta2", 0, 1, high_open=True)
+    d_steps: int = opt(1, "D updates per G update", 1)
     ema: float = opt(0.999, "decay of the EMA generator that samples and generate use (0 = off); it warms "
-                     "up as min(ema, (1+step)/(10+step)), reaching 0.999 at step ~9,000")
-    seed: int = opt(0, "seeds weights, batch order and latents")
-    log_every: int = opt(0, "steps between stats.jsonl lines (0 = auto)")
-    sample_every: int = opt(0, "steps between sample grids (0 = auto, about 20 grids)")
-    checkpoint_every: int = opt(0, "steps between checkpoints (0 = STEPS/10)")
+                     "up as min(ema, (1+step)/(10+step)), reaching 0.999 at step ~9,000", 0, 1,
+                     high_open=True)
+    seed: int = opt(0, "seeds weights, batch order and latents", 0, 2**32 - 1)
+    log_every: int = opt(0, "steps between stats.jsonl lines (0 = auto)", 0)
+    sample_every: int = opt(0, "steps between sample grids (0 = auto, about 20 grids)", 0)
+    checkpoint_every: int = opt(0, "steps between checkpoints (0 = STEPS/10)", 0)
     keep_checkpoints: bool = opt(False, "keep every checkpoint instead of overwriting the latest")
     device: str = opt("auto", "auto | cpu | cuda")
     precision: str = opt("auto", "auto | bf16 | fp32 (auto: bf16 where the hardware is fast at it)")
     channels_last: bool = opt(True, "channels_last memory format (faster convolutions)")
-    grid_size: int = opt(64, "images in each sample grid (fixed latents)")
-    max_memory_gb: float = opt(4.0, "larger datasets stream from disk instead of memory")
+    grid_size: int = opt(64, "images in each sample grid (fixed latents)", 1, 1024)
+    max_memory_gb: float = opt(4.0, "larger datasets stream from disk instead of memory", 0)
     preset: str = opt("auto", "a recipe that fills in the options you did not set; auto = small-data "
                       "below 5,000 training images, else classic (bench/quality.py, see the README)")
     diffaug: str = opt("none", "DiffAugment policy, e.g. color,translation,cutout (none = off)")
     conditional: bool = opt(False, "class-conditional GAN on the class subfolders of TRAINING_IMAGES")
-    eval_every: int = opt(0, "steps between SWD / precision / recall evaluations of EMA-G (0 = off)")
-    eval_images: int = opt(256, "generated and real images used by each evaluation")
+    eval_every: int = opt(0, "steps between SWD / precision / recall evaluations of EMA-G (0 = off)", 0)
+    eval_images: int = opt(256, "generated and real images used by each evaluation", MIN_EVAL_IMAGES)
     sync_bn: bool = opt(False, "with torchrun: SyncBatchNorm across processes")
     compile: bool = opt(False, "torch.compile G and D (fastest on GPUs; slow first steps)")
     user_set: list[str] = field(default_factory=list, metadata={"help": "options given explicitly"})
@@ -91,16 +128,11 @@ class TrainOptions:
         check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
               f"--device {self.device!r}: choose auto, cpu or cuda")
         check(self.precision in ("auto", "bf16", "fp32"), f"--precision {self.precision!r}: auto, bf16, fp32")
-        check(self.steps >= 1, "STEPS must be at least 1")
-        check(self.batch_size >= 1, "BATCH_SIZE must be at least 1")
-        check(0 <= self.ema < 1, f"--ema {self.ema}: must be in [0, 1)")
-        check(self.mbstd >= 0, f"--mbstd {self.mbstd}: must be 0 (off) or a group size")
-        check(0 < self.label_smoothing <= 1, f"--label-smoothing {self.label_smoothing}: must be in (0, 1]")
-        check(self.d_steps >= 1, "--d-steps must be at least 1")
+        self.check_ranges()
+        check(self.mbstd != 1, "--mbstd 1: must be 0 (off) or a group size of at least 2")
         from .diffaug import parse_policy
 
         parse_policy(self.diffaug)
-        check(self.eval_every >= 0 and self.eval_images >= 2, "--eval-every >= 0 and --eval-images >= 2")
         check(self.preset in PRESETS or self.preset == "auto",
               f"--preset {self.preset!r}: choose auto, {', '.join(PRESETS)}")
         self.channels = 1 if self.grayscale else 3
@@ -113,6 +145,21 @@ class TrainOptions:
         if self.checkpoint_every <= 0:
             self.checkpoint_every = max(1, self.steps // 10)
         return self
+
+    def check_ranges(self) -> None:
+        """Every numeric option within its declared range (and finite), or a `UserError` naming it.
+
+        Called before anything is created, so a bad value never leaves a half-made run folder.
+        """
+        for f in fields(self):
+            bounds, value = f.metadata.get("range"), getattr(self, f.name)
+            if bounds is None or value is None:
+                continue
+            if value not in bounds:
+                name = (f.name.upper() if f.name in ("steps", "batch_size")
+                        else "--" + f.name.replace("_", "-"))
+                finite = "" if math.isfinite(value) else "a finite number "
+                raise UserError(f"{name} {value}: must be {finite}{bounds}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,10 +175,10 @@ class TrainOptions:
         hints = typing.get_type_hints(cls)
         return cls(**{k: _coerce(v, hints[k], k, source) for k, v in norm.items()})
 
-    def save(self, path: str | Path) -> None:
+    def save(self, path: str | Path, durable: bool = False) -> None:
         from .files import write_json
 
-        write_json(path, self.to_dict())
+        write_json(path, self.to_dict(), durable=durable)
 
 
 OPTIONS_FILE = "options.json"

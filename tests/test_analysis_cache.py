@@ -48,3 +48,36 @@ def test_xdg_cache_home_is_respected(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert default_cache_dir() == tmp_path / "isic-gan"
     monkeypatch.delenv("XDG_CACHE_HOME")
     assert default_cache_dir() == Path.home() / ".cache" / "isic-gan"
+
+
+def _write_cache(path: Path, keys: list[str], values: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, keys=np.array(keys, dtype="S32"), values=values)
+
+
+@pytest.mark.parametrize("damage", ["shape", "nan"])
+def test_damaged_entries_are_misses_and_recomputed(tmp_path: Path, image_folder: Path, damage: str) -> None:
+    from dcgan.analysis.features import FeatureOptions, color_features, pixel_features
+
+    paths = sorted(image_folder.iterdir())
+    cache_dir = tmp_path / "cache"
+    clean = {kind: fn(paths, FeatureOptions(cache_dir=None, progress=False, pixel_size=8))
+             for kind, fn in (("color", color_features), ("pixels", pixel_features))}
+    digests = [file_digest(p) for p in paths]
+    for kind, fn in (("color", color_features), ("pixels", pixel_features)):
+        opts = FeatureOptions(cache_dir=cache_dir, progress=False, pixel_size=8)
+        fn(paths, opts)  # fills the cache
+        (file,) = cache_dir.glob(f"{kind}-*.npz")
+        with np.load(file) as stored:
+            values = stored["values"].astype(np.float32)
+        values = values[:, :2] if damage == "shape" else np.where(np.arange(values.size).reshape(
+            values.shape) % 7 == 0, np.nan, values).astype(np.float32)
+        _write_cache(file, digests, values)
+        again = fn(paths, opts)
+        assert again.cache_hits == 0
+        np.testing.assert_allclose(again.distances, clean[kind].distances, rtol=1e-5, atol=1e-5)
+        assert np.isfinite(again.distances).all()
+        third = fn(paths, opts)  # the recomputed rows replaced the damaged ones on disk
+        assert third.cache_hits == len(paths)
+        np.testing.assert_allclose(third.distances, clean[kind].distances, rtol=1e-5, atol=1e-5)
+        file.unlink()

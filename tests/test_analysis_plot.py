@@ -78,3 +78,15 @@ def test_every_format_is_written(tmp_path: Path, suffix: str) -> None:
     data = (tmp_path / f"p{suffix}").read_bytes()
     assert len(data) > 1000
     assert not list(tmp_path.glob(".partial-*"))
+
+
+def test_dollar_signs_in_group_names_are_shown_as_written(tmp_path: Path) -> None:
+    odd = [tmp_path / "grp$\\frac$", tmp_path / "a$x$"]
+    for i in range(3):
+        make_image(odd[0] / f"r{i}.png", size=(16, 16), seed=i)
+        make_image(odd[1] / f"f{i}.png", size=(16, 16), color=(30 * i, 90, 200))
+    result = _run(tmp_path, [str(p) for p in odd], group=True, legend=True, group_labels=True)
+    ax = result.figure.axes[0]
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == ["grp\\$\\frac\\$", "a\\$x\\$"]  # escaped: matplotlib draws a literal $
+    assert (tmp_path / "plot.png").stat().st_size > 1000  # drawn without a mathtext error

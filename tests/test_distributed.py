@@ -53,7 +53,7 @@ def test_torchrun_cli_writes_one_run_and_resumes_in_one_process(tmp_path: Path) 
     assert proc.stdout.count("Trained to step 4") == 1  # one line per run, not per rank
     stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert [s["step"] for s in stats] == [1, 2, 3, 4]
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "log.txt", "loss_curve.png",
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoint.pt", "log.txt", "loss_curve.png",
                                                      "options.json", "samples", "stats.jsonl"]
     assert (run / "log.txt").read_text().count("training on") == 1
     result = CliRunner().invoke(cli, ["resume", str(run), "--steps", "6", "--quiet"])

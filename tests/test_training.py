@@ -40,7 +40,7 @@ def test_short_run_writes_every_artifact(tmp_path: Path) -> None:
     out = train_tiny(tmp_path / "run", 6, "--log-every", "2", "--sample-every", "3", "--keep-checkpoints",
                      "--checkpoint-every", "3")
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["checkpoint-0000003.pt", "checkpoint-0000006.pt", "checkpoint.pt", "log.txt",
+    assert names == [".lock", "checkpoint-0000003.pt", "checkpoint-0000006.pt", "checkpoint.pt", "log.txt",
                      "loss_curve.png", "options.json", "samples", "stats.jsonl"]
     assert sorted(p.name for p in (out / "samples").iterdir()) == [
         "step_0000000.png", "step_0000003.png", "step_0000006.png"]

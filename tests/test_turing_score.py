@@ -222,8 +222,40 @@ def test_key_errors_and_duplicate_files(tmp_path: Path, key) -> None:
     a = write_answers(tmp_path / "a.json", dict(LABELS))
     with pytest.raises(UserError, match="given twice"):
         load_raters([a, a], key)
-    b = write_answers(tmp_path / "b.json", dict(LABELS))  # same rater name: told apart by file
+    b = write_answers(tmp_path / "b.json", {**LABELS, "f1": "real"})  # same rater name: told apart by file
     assert [r.name for r in load_raters([a, b], key)] == ["Dr A (a.json)", "Dr A (b.json)"]
+
+
+def test_the_same_answers_under_two_file_names_are_refused(tmp_path: Path, key) -> None:
+    a = write_answers(tmp_path / "a.json", dict(LABELS), confidence={"f1": 3})
+    copy = tmp_path / "copy-of-a.json"
+    data = json.loads(a.read_text())
+    copy.write_text(json.dumps({**data, "answers": data["answers"][::-1]}))  # reordered: still the same
+    with pytest.raises(UserError, match=r"copy-of-a\.json: the same answers of rater 'Dr A' as .*a\.json"):
+        load_raters([a, copy], key)
+    other = write_answers(tmp_path / "other.json", dict(LABELS), rater="Dr B")  # another rater, same answers
+    assert [r.name for r in load_raters([a, other], key)] == ["Dr A", "Dr B"]
+
+
+def test_over_deep_json_is_one_error_line(tmp_path: Path) -> None:
+    out = write_key(tmp_path / "study")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000)
+    result = CliRunner().invoke(img2dist.cli, ["turing-score", str(out), str(deep)])
+    assert result.exit_code == 1
+    assert result.output == f"Error: {deep}: not a readable answers file (nested too deeply)\n"
+
+
+def test_control_characters_in_rater_names_are_not_printed(tmp_path: Path) -> None:
+    out = write_key(tmp_path / "study")
+    evil = write_answers(tmp_path / "evil.json", dict(LABELS), rater="\x1b]0;owned\x07Dr\x1b[2J \u202eEvil\r")
+    result = CliRunner().invoke(img2dist.cli, ["turing-score", str(out), str(evil)])
+    assert result.exit_code == 0, result.output
+    assert "Dr]0;owned" not in result.output  # the ESC is gone, so is BEL: nothing reaches the terminal
+    assert not any(ch in result.output for ch in "\x1b\x07\r\u202e")
+    assert "]0;ownedDr[2J Evil" in result.output
+    saved = json.loads((out / "score.json").read_text())
+    assert saved["raters"][0]["rater"] == "]0;ownedDr[2J Evil"
 
 
 # ---------------------------------------------------------------------------------------------------

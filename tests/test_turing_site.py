@@ -183,30 +183,46 @@ def test_upscale_factor() -> None:
     assert upscale_factor((100, 30), (90, 60)) == 2.0  # crop 45x30
 
 
+def test_the_page_size_is_the_smaller_common_size(tmp_path: Path) -> None:
+    # Fakes larger than the reals (370 px fakes, 160 px reals in the issue): all shown at the
+    # reals' size, the fakes downscaled, nothing refused.
+    reals, fakes = folders(tmp_path, fake_size=(96, 96))
+    summary = build_site(reals, fakes, tmp_path / "out", SiteOptions(n=6, seed=0))
+    assert (summary.size, summary.n_fake, summary.resized) == ((48, 40), 3, 3)
+    assert {Image.open(p).size for p in (tmp_path / "out" / "site" / "images").iterdir()} == {(48, 40)}
+    resized = {item["label"]: item["resized"] for item in key_of(tmp_path / "out")["items"]}
+    assert resized == {"fake": True, "real": False}
+
+
 def test_upscaling_beyond_2x_is_refused(tmp_path: Path) -> None:
-    reals, fakes = folders(tmp_path, fake_size=(96, 96))  # reals 48x40: 40x40 crop, 2.4x up
+    big = tmp_path / "big"
+    for i in range(3):
+        make_image(big / f"real_{i}.png", size=(100, 100), seed=i)
+    make_image(big / "real_tiny.png", size=(30, 30), seed=9)
+    fakes = tmp_path / "fakes"
+    for i in range(2):
+        make_image(fakes / f"fake_{i}.png", size=(96, 96), seed=100 + i)
     out = tmp_path / "out"
-    with pytest.raises(UserError) as refused:
-        build_site(reals, fakes, out, SiteOptions(n=4, seed=0))
+    with pytest.raises(UserError) as refused:  # 4 reals, 2 fakes: every image is drawn
+        build_site(big, fakes, out, SiteOptions(n=6, seed=0, fake_share=1 / 3))
     message = str(refused.value)
     assert "\n" not in message
-    assert re.match(r".*real_\d\.jpg: is 48x40, would need 2\.40x upscaling to the common size 96x96 "
+    assert re.match(r".*real_tiny\.png: is 30x30, would need 3\.20x upscaling to the common size 96x96 "
                     r"\(at most 2x", message), message
     assert not out.exists()
-    # A fake of another size is held to the same limit.
+    # A fake is held to the same limit.
+    reals, _ = folders(tmp_path, fakes=0)
     make_image(tmp_path / "f2" / "big.png", size=(64, 64))
     make_image(tmp_path / "f2" / "big2.png", size=(64, 64), seed=1)
     make_image(tmp_path / "f2" / "tiny.png", size=(20, 20))
-    with pytest.raises(UserError, match=r"tiny\.png: is 20x20, would need 3\.20x upscaling"):
+    with pytest.raises(UserError, match=r"tiny\.png: is 20x20, would need 2\.40x upscaling to the common "
+                                        r"size 48x40"):
         build_site(reals, tmp_path / "f2", tmp_path / "out2", SiteOptions(n=6, seed=0, fake_share=0.5))
-    # Exactly 2x (and any downscale) is fine.
-    summary = build_site(reals, fakes, tmp_path / "ok", SiteOptions(n=4, seed=0, fake_share=1.0))
-    assert summary.size == (96, 96)
-    exact = tmp_path / "exact"
-    for i in range(2):
-        make_image(exact / f"f{i}.png", size=(80, 80), seed=i)
-    summary = build_site(reals, exact, tmp_path / "ok2", SiteOptions(n=4, seed=0))
-    assert (summary.size, summary.n_real, summary.resized) == ((80, 80), 2, 2)
+    # Exactly 2x is fine.
+    (big / "real_tiny.png").unlink()
+    make_image(big / "real_half.png", size=(48, 48), seed=9)
+    summary = build_site(big, fakes, tmp_path / "ok", SiteOptions(n=6, seed=0, fake_share=1 / 3))
+    assert (summary.size, summary.n_real, summary.resized) == ((96, 96), 4, 4)
 
 
 def test_all_reals_or_all_fakes(tmp_path: Path) -> None:

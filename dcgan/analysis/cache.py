@@ -41,11 +41,14 @@ class FeatureCache:
     """Feature rows by content digest for one feature kind and parameter set.
 
     `folder=None` disables caching: lookups miss and `save` does nothing, so callers need no
-    special case for `--no-cache`.
+    special case for `--no-cache`. With `row_shape`, a stored row of another shape, or holding a
+    NaN or an infinity (a damaged or foreign file), is a miss: it is computed again and replaced.
     """
 
-    def __init__(self, folder: str | os.PathLike[str] | None, namespace: str) -> None:
+    def __init__(self, folder: str | os.PathLike[str] | None, namespace: str,
+                 row_shape: tuple[int, ...] | None = None) -> None:
         self.path = None if folder is None else Path(folder) / f"{namespace}-v{CACHE_VERSION}.npz"
+        self.row_shape = row_shape
         self._rows: dict[str, np.ndarray] = {}
         self._dirty = False
         self.hits = 0
@@ -54,9 +57,16 @@ class FeatureCache:
 
     def get(self, digests: Sequence[str]) -> list[np.ndarray | None]:
         """The cached row for each digest, or None where there is none."""
-        found = [self._rows.get(d) for d in digests]
+        found = [self._valid(self._rows.get(d)) for d in digests]
         self.hits += sum(f is not None for f in found)
         return found
+
+    def _valid(self, row: np.ndarray | None) -> np.ndarray | None:
+        if row is None or (self.row_shape is not None and row.shape != self.row_shape):
+            return None
+        if row.dtype.kind in "fc" and not np.isfinite(row).all():
+            return None
+        return row
 
     def put(self, digests: Sequence[str], rows: np.ndarray | Sequence[np.ndarray]) -> None:
         """Remember one row per digest (written to disk by `save`)."""
@@ -68,8 +78,11 @@ class FeatureCache:
         """Write the cache file atomically if anything was added."""
         if self.path is None or not self._dirty or not self._rows:
             return
-        keys = np.array(sorted(self._rows), dtype="S32")
-        values = np.stack([self._rows[k.decode()] for k in keys])
+        rows = {k: v for k, v in self._rows.items() if self._valid(v) is not None}  # drop damaged ones
+        if not rows:
+            return
+        keys = np.array(sorted(rows), dtype="S32")
+        values = np.stack([rows[k.decode()] for k in keys])
         try:
             with atomic_path(self.path) as tmp, open(tmp, "wb") as f:
                 np.savez(f, keys=keys, values=values)
@@ -86,6 +99,6 @@ def _read(path: Path) -> dict[str, np.ndarray]:
             keys, values = data["keys"], data["values"]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return {}
-    if len(keys) != len(values):
+    if len(keys) != len(values) or values.dtype.kind not in "biufc":
         return {}
     return {k.decode(): v for k, v in zip(keys, values, strict=True)}

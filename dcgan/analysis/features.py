@@ -68,7 +68,7 @@ def _progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
 def color_features(paths: Sequence[Path], opts: FeatureOptions) -> FeatureSet:
     """k-means palettes (`opts.centroids` colors) and the symmetrized 2018 distance."""
     namespace = f"color-k{opts.centroids}-s{opts.sample_points:g}-seed{opts.seed}"
-    cache = FeatureCache(opts.cache_dir, namespace)
+    cache = FeatureCache(opts.cache_dir, namespace, row_shape=(opts.centroids, 3))
     with _progress_bar(len(paths), "color features", opts.progress) as bar:
         palettes = image_palettes(paths, opts.centroids, opts.sample_points, opts.seed, cache, bar.update)
     d = palette_distances(palettes.centroids)
@@ -82,7 +82,7 @@ def color_features(paths: Sequence[Path], opts: FeatureOptions) -> FeatureSet:
 def pixel_features(paths: Sequence[Path], opts: FeatureOptions) -> FeatureSet:
     """Center-cropped images downscaled to `opts.pixel_size` squared; RMS pixel distance."""
     size = opts.pixel_size
-    cache = FeatureCache(opts.cache_dir, f"pixels-{size}")
+    cache = FeatureCache(opts.cache_dir, f"pixels-{size}", row_shape=(size * size * 3,))
     rows: list[np.ndarray | None] = [None] * len(paths)
     skipped: list[str] = []
     bar = _progress_bar(len(paths), "pixel features", opts.progress)

@@ -35,6 +35,12 @@ def group_colors(n: int) -> list:
     return [colormaps["hsv"](i / n) for i in range(n)]
 
 
+def plain(text: str) -> str:
+    """`text` shown as written: a `$` pair would otherwise start matplotlib's mathtext (a folder
+    named `grp$\\frac$` is a parse error, `a$x$` silently turns italic)."""
+    return text.replace("$", r"\$")
+
+
 def scatter_plot(coords: np.ndarray, labels: np.ndarray, names: Sequence[str],
                  point_labels: Sequence[str | None] | None = None, *, title: str = "",
                  axis_labels: tuple[str, str] = ("", ""), limits: float | None = None,
@@ -61,10 +67,10 @@ def scatter_plot(coords: np.ndarray, labels: np.ndarray, names: Sequence[str],
             continue
         if g == real:
             ax.scatter(pts[:, 0], pts[:, 1], s=size, facecolors="none", edgecolors=[colors[g]],
-                       linewidths=0.8, label=f"{names[g]} (real)", zorder=1)
+                       linewidths=0.8, label=f"{plain(names[g])} (real)", zorder=1)
         else:
             ax.scatter(pts[:, 0], pts[:, 1], s=size, color=[colors[g]], alpha=0.8, linewidths=0,
-                       label=names[g], zorder=2)
+                       label=plain(names[g]), zorder=2)
     if point_labels is not None:
         shown = [(xy, text) for xy, text in zip(coords, point_labels, strict=True) if text]
         if shown:
@@ -76,9 +82,9 @@ def scatter_plot(coords: np.ndarray, labels: np.ndarray, names: Sequence[str],
         ax.set_xlim(-limits, limits)
         ax.set_ylim(-limits, limits)
     ax.set_aspect("equal", adjustable="datalim" if limits is None else "box")
-    ax.set_xlabel(axis_labels[0])
-    ax.set_ylabel(axis_labels[1])
-    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(plain(axis_labels[0]))
+    ax.set_ylabel(plain(axis_labels[1]))
+    ax.set_title(plain(title), fontsize=10)
     ax.grid(True, linewidth=0.3, alpha=0.5)
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8,

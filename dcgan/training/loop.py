@@ -22,13 +22,13 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..files import remove_partials
+from ..files import LOCK_NAME, DiskFullError, copy_file, folder_lock, remove_partials
 from ..generate import latents_for_seeds, resolve_device
 from ..losses import LOSSES
-from ..options import OPTIONS_FILE, TrainOptions, apply_preset
+from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions, apply_preset
 from . import distributed as ddp
 from . import runlog
-from .checkpoint import LATEST, save_checkpoint
+from .checkpoint import LATEST, no_checkpoint_yet, save_checkpoint
 from .dataset import ImageSet, load_image_set
 from .trainer import Trainer, build_trainer
 
@@ -79,8 +79,9 @@ def check_run_dir(opts: TrainOptions, overwrite: bool) -> None:
         raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({opts.training_images})")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a folder")
-    if run_dir.exists() and any(run_dir.iterdir()) and not overwrite:
-        raise UserError(f"{run_dir}: not empty; continue that run with `gancontrol.py resume {run_dir}`, "
+    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()) and not overwrite:
+        raise UserError(no_checkpoint_yet(run_dir) or
+                        f"{run_dir}: not empty; continue that run with `gancontrol.py resume {run_dir}`, "
                         "or pass --overwrite to start over")
 
 
@@ -89,6 +90,8 @@ def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
 
     Called only once the images have loaded and the options are valid, so a start that fails on
     bad input leaves OUTPUT_DIR as it was: a re-run is not refused, and an old run is not lost.
+    The caller holds the run lock, so nothing here deletes the files of a run still going (and the
+    lock file itself is not among RUN_ARTIFACTS).
     """
     check_run_dir(opts, overwrite)
     run_dir = Path(opts.output_dir)
@@ -125,13 +128,22 @@ def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwri
     opts.resolve()
     dist = ddp.init_distributed(resolve_device(opts.device))
     handlers = runlog.start_log(dist.is_main)
+    run_dir = Path(opts.output_dir)
+    held, locks = contextlib.ExitStack(), []  # rank 0's lock on the run folder, for the whole run
+
+    def lock() -> None:
+        if not locks:
+            locks.append(held.enter_context(folder_lock(run_dir, "training run")))
+
     try:
         ddp.check_batch(dist, opts.batch_size)
-        run_dir = Path(opts.output_dir)
+        if run_dir.is_dir():  # a second resume, or --overwrite of a run still going: refused at once
+            _on_main(dist, lock)
         if resume_from is None:
             _on_main(dist, check_run_dir, opts, overwrite)
         data = _load_data(opts, resume_from, progress and dist.is_main)
         if resume_from is None:
+            _on_main(dist, lock)  # a new folder: created by the lock, once the input is known good
             _on_main(dist, prepare_run_dir, opts, overwrite)
         _on_main(dist, remove_partials, run_dir)
         if dist.is_main:
@@ -139,6 +151,7 @@ def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwri
         return _train(opts, run_dir, resume_from, data, progress and dist.is_main, dist)
     finally:
         runlog.detach_log(handlers)
+        held.close()
         ddp.shutdown(dist)
 
 
@@ -153,6 +166,9 @@ def _load_data(opts: TrainOptions, resume_from: dict[str, Any] | None, progress:
     else:
         apply_preset(opts, len(data))
         opts.resolve()  # presets may change values that resolve() checks
+    if opts.eval_every and len(data) < MIN_EVAL_IMAGES:
+        raise UserError(f"{opts.training_images}: --eval-every needs at least {MIN_EVAL_IMAGES} training "
+                        f"images, found {len(data)}")
     if opts.conditional:
         _check_classes(opts, data.class_names, resume_from)
     opts.resolution = data.resolution
@@ -178,7 +194,7 @@ def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None
                  opts.diffaug, opts.ema)
     ddp.seed_rank(opts.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
     if dist.is_main:
-        opts.save(run_dir / OPTIONS_FILE)
+        opts.save(run_dir / OPTIONS_FILE, durable=True)
     with stop_on_signals(trainer):
         _loop(trainer, run_dir, progress, (resume_from or {}).get("best_swd"))
     log.info("%s at step %d", "stopped" if trainer.stop_signal else "finished", trainer.step)
@@ -318,6 +334,11 @@ def _evaluate(t: Trainer, evaluator: Any, run_dir: Path) -> None:
 
 def _checkpoint(t: Trainer, run_dir: Path, evaluator: Any = None) -> None:
     extra = {"best_swd": evaluator.best_swd} if evaluator is not None else {}
-    save_checkpoint(run_dir / LATEST, {**t.state_dict(), **extra})
-    if t.opts.keep_checkpoints:
-        shutil.copyfile(run_dir / LATEST, run_dir / f"checkpoint-{t.step:07d}.pt")
+    try:
+        save_checkpoint(run_dir / LATEST, {**t.state_dict(), **extra})
+        if t.opts.keep_checkpoints:
+            copy_file(run_dir / LATEST, run_dir / f"checkpoint-{t.step:07d}.pt", durable=True)
+    except DiskFullError as err:
+        then = (f"the previous checkpoint is kept; free some space and `gancontrol.py resume {run_dir}`"
+                if (run_dir / LATEST).is_file() else "no checkpoint yet; free some space and start again")
+        raise DiskFullError(f"{err} ({then})") from None

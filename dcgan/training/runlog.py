@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from ..files import atomic_path
+from ..files import atomic_path, disk_full_names
 from ..images import save_image
 
 STATS = "stats.jsonl"
@@ -54,6 +54,9 @@ def attach_log_file(run_dir: Path, handlers: list[logging.Handler]) -> list[logg
     """Send the toolkit's log messages to run_dir/log.txt (appending across resumes), beginning with
     those `start_log` kept; returns the handlers for `detach_log`."""
     file_handler = logging.FileHandler(run_dir / LOG, encoding="utf-8")
+    # A full disk must not print logging's traceback for every message: the run's own write fails
+    # next and says so in one line.
+    file_handler.handleError = lambda record: None  # type: ignore[method-assign]
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     kept = [h for h in handlers if isinstance(h, logging.handlers.BufferingHandler)]
     for buffer in kept:
@@ -71,7 +74,7 @@ def detach_log(handlers: list[logging.Handler]) -> None:
 
 
 def append_stats(run_dir: Path, record: dict[str, Any]) -> None:
-    with open(run_dir / STATS, "a", encoding="utf-8") as f:
+    with disk_full_names(run_dir / STATS), open(run_dir / STATS, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -92,7 +95,7 @@ def read_stats(run_dir: Path) -> list[dict[str, Any]]:
 def truncate_stats(run_dir: Path, step: int) -> None:
     """Drop records after `step` (a resume from an older checkpoint re-does those steps)."""
     records = [r for r in read_stats(run_dir) if r.get("step", 0) <= step]
-    with atomic_path(run_dir / STATS) as tmp:
+    with atomic_path(run_dir / STATS, durable=True) as tmp:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 

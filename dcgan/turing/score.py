@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,8 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except RecursionError:  # e.g. 200,000 nested `[`: json recurses once per level
+        raise UserError(f"{path}: not a readable {what} (nested too deeply)") from None
     except (OSError, UnicodeDecodeError, ValueError) as err:
         raise UserError(f"{path}: not a readable {what} ({err})") from None
 
@@ -130,8 +133,14 @@ def load_answers(path: str | os.PathLike[str], key: Key) -> Rater:
     if len(set(ids)) != len(ids):
         twice = sorted({i for i in ids if ids.count(i) > 1})
         raise UserError(f"{path}: answers {', '.join(twice[:3])} more than once")
-    name = str(data.get("rater") or "").strip() or path.stem
+    name = printable(str(data.get("rater") or "")).strip() or printable(path.stem)
     return Rater(name, path, tuple(answers))
+
+
+def printable(text: str) -> str:
+    """`text` without control and format characters: a rater name holding terminal escape codes
+    (or bidi overrides) must not rewrite the organiser's terminal or reorder a report line."""
+    return "".join(ch for ch in text if unicodedata.category(ch) not in ("Cc", "Cf"))
 
 
 def load_raters(paths: Sequence[str | os.PathLike[str]], key: Key) -> list[Rater]:
@@ -141,6 +150,12 @@ def load_raters(paths: Sequence[str | os.PathLike[str]], key: Key) -> list[Rater
         if p in resolved[:i]:
             raise UserError(f"{paths[i]}: given twice")
     raters = [load_answers(p, key) for p in paths]
+    seen: dict[tuple[str, frozenset[Answer]], Rater] = {}
+    for r in raters:
+        earlier = seen.setdefault((r.name, frozenset(r.answers)), r)
+        if earlier is not r:
+            raise UserError(f"{r.file}: the same answers of rater {r.name!r} as {earlier.file} (a copy?); "
+                            "give each rater's answers once")
     names = [r.name for r in raters]
     return [Rater(f"{r.name} ({r.file.name})", r.file, r.answers) if names.count(r.name) > 1 else r
             for r in raters]

@@ -18,10 +18,10 @@ What could give an image away without looking at it, and what is done about it:
 * Order: `items.js` lists the images in a shuffled order, the page shuffles again for each rater,
   images are written in shuffled order and every file of the site gets the same modification time.
 * Format and pixel size: every image is decoded and re-encoded as an 8-bit RGB PNG of one size with
-  the same encoder settings. Fakes at the common fake size keep every pixel; reals (and any fake of
-  another size) are center-cropped to that aspect and resized to it with Lanczos, so a real is only
-  upscaled when it is smaller than the fakes, and never by more than 2x (`MAX_UPSCALE`): an image
-  that would need more is refused, since a blurry real gives itself away as surely as a name.
+  the same encoder settings. That size is the smaller of the two sets' most common sizes (370 px
+  fakes and 160 px reals are both shown at 160 px): images of another size are center-cropped to
+  its aspect and resized to it with Lanczos. Downscaling is harmless; upscaling beyond 2x
+  (`MAX_UPSCALE`) is refused, since a blurry image gives itself away as surely as a name.
 * Metadata: images are rebuilt from their pixel arrays, so no EXIF, ICC profile, text chunk or
   time stamp of the source survives.
 * File size: a PNG's size follows its content (a JPEG-derived photo compresses differently from GAN
@@ -61,7 +61,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
-from ..files import TEMP_PREFIX, atomic_path, write_bytes, write_json, write_text
+from ..files import TEMP_PREFIX, atomic_path, copy_file, write_bytes, write_json, write_text
 from ..images import ImageReadError, center_crop_box, crop_resize, find_images, open_image
 
 SITE_DIR = "site"
@@ -220,22 +220,19 @@ def choose_items(real_path: str | os.PathLike[str], fake_path: str | os.PathLike
                  output_dir: str | os.PathLike[str] | None = None) -> tuple[list[Item], tuple[int, int]]:
     """Draw the reals and fakes, bring them to one size, shuffle them; returns (items, size).
 
-    The size is the fakes' (most common) size: fakes are what is being judged, so they are shown
-    as the generator made them and the reals are brought to them, not the other way round.
-    When there are no fakes (--fake-share 0), the reals' most common size is used.
+    The size is the smaller (in pixels) of the fakes' and the reals' most common sizes: bringing
+    both sets down to it only ever downscales the typical image of either, whichever set is the
+    larger, and only an odd small image is upscaled (at most 2x, else refused). A set that is
+    empty (--fake-share 0 or 1) has no say.
     """
     n_real, n_fake = split_count(options.n, options.fake_share)
     reals, fakes = find_candidates(real_path, fake_path, output_dir)
     fake_items = _decode_some(fakes, n_fake, "fake", rng, None, skipped)
-    if fake_items:
-        size = common_size(fake_items)
-        _fit_to(fake_items, size)
-        real_items = _decode_some(reals, n_real, "real", rng, size, skipped)
-    else:
-        real_items = _decode_some(reals, n_real, "real", rng, None, skipped)
-        size = common_size(real_items)
-        _fit_to(real_items, size)
+    real_items = _decode_some(reals, n_real, "real", rng, None, skipped)
+    sizes = [common_size(group) for group in (fake_items, real_items) if group]
+    size = min(sizes, key=lambda s: (s[0] * s[1], s))
     items = real_items + fake_items
+    _fit_to(items, size)
     rng.shuffle(items)
     return items, size
 
@@ -371,7 +368,7 @@ def _check_output(output_dir: Path, overwrite: bool) -> str | None:
 def _write_site_files(folder: Path, items: list[Item], pngs: list[bytes], data: dict[str, Any]) -> None:
     """The page, its data and the images, into `folder`, every file with one modification time."""
     for name in ASSET_FILES:
-        shutil.copyfile(ASSETS_DIR / name, folder / name)
+        copy_file(ASSETS_DIR / name, folder / name)
     write_text(folder / ITEMS_FILE, items_js(data))
     for item, png in zip(items, pngs, strict=True):
         write_bytes(folder / IMAGES_DIR / f"{item.id}.png", png)
@@ -437,7 +434,8 @@ def build_site(real_path: str | os.PathLike[str], fake_path: str | os.PathLike[s
         shutil.rmtree(tmp_site, ignore_errors=True)
         raise
     key_path = output_dir / KEY_FILE
-    write_json(key_path, key_data(site_id, seed, items, size, options, real_path, fake_path))
+    # Durable: the key is the only record of which image is real, and answers cannot be scored without it.
+    write_json(key_path, key_data(site_id, seed, items, size, options, real_path, fake_path), durable=True)
     zip_path = output_dir / f"real-or-fake-{site_id}.zip"
     zip_site(site, zip_path, f"real-or-fake-{site_id}")
     n_fake = sum(item.label == "fake" for item in items)

@@ -1,0 +1,85 @@
+"""Every training option is range-checked before anything is created: one Error line, OUTPUT_DIR untouched."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dcgan.options import TrainOptions
+from gancontrol import cli, training
+from tests.conftest import TRAINING_DATA
+
+# One out-of-range (or unknown) value per option of `gancontrol.py training`.
+BAD = {
+    "steps": "0", "batch_size": "0", "resolution": "8", "z_dim": "0", "g_channels": "0", "d_channels": "0",
+    "arch": "resnet", "upsample": "bilinear", "mbstd": "-1", "loss": "nope", "gp": "nope", "gp_weight": "-1",
+    "label_smoothing": "0", "lr_g": "-1", "lr_d": "0", "beta1": "2", "beta2": "1", "d_steps": "0",
+    "ema": "1", "seed": "-1", "log_every": "-1", "sample_every": "-1", "checkpoint_every": "-1",
+    "device": "tpu", "precision": "fp8", "grid_size": "0", "max_memory_gb": "-1", "preset": "magic",
+    "diffaug": "blur", "eval_every": "-1", "eval_images": "3",
+}
+# Values click lets through (its ranges compare, and NaN compares false): TrainOptions refuses them.
+PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf"}
+FLAGS_WITHOUT_VALUE = {"grayscale", "keep_checkpoints", "channels_last", "conditional", "sync_bn", "compile"}
+
+
+def _args(name: str, value: str, out: Path) -> list[str]:
+    positional = {"steps": "2", "batch_size": "4"}
+    if name in positional:
+        positional[name] = value
+        return ["training", str(TRAINING_DATA), positional["steps"], positional["batch_size"], str(out)]
+    return ["training", str(TRAINING_DATA), "2", "4", str(out), "--" + name.replace("_", "-"), value]
+
+
+def _check_refused(args: list[str], name: str, out: Path) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code in (1, 2), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.output.splitlines() if "Error" in line]
+    assert len(errors) == 1 and errors[0].startswith("Error:"), result.output
+    flag = name.upper() if name in ("steps", "batch_size") else "--" + name.replace("_", "-")
+    assert flag in errors[0], errors[0]
+    assert "Traceback" not in result.output
+    assert not out.exists()  # nothing created: the corrected command is not refused as "not empty"
+
+
+def test_the_table_covers_every_option() -> None:
+    valued = {p.name for p in training.params if p.name not in ("config", "overwrite", "quiet")}
+    assert valued - FLAGS_WITHOUT_VALUE - {"training_images", "output_dir"} == set(BAD)
+    fields = {f.name for f in dataclasses.fields(TrainOptions)} - {"channels", "user_set"}
+    assert fields - FLAGS_WITHOUT_VALUE - {"training_images", "output_dir"} == set(BAD)
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_out_of_range_value_is_one_error_line(tmp_path: Path, name: str) -> None:
+    _check_refused(_args(name, BAD[name], tmp_path / "out"), name, tmp_path / "out")
+
+
+@pytest.mark.parametrize("name", sorted(PAST_CLICK))
+def test_values_click_lets_through_are_refused_by_the_options(tmp_path: Path, name: str) -> None:
+    _check_refused(_args(name, PAST_CLICK[name], tmp_path / "out"), name, tmp_path / "out")
+
+
+@pytest.mark.parametrize("line,flag", [("lr-g: -1", "--lr-g"), ("beta1: 2", "--beta1"),
+                                       ("grid_size: 0", "--grid-size"), ("z-dim: 0", "--z-dim"),
+                                       ("eval-images: 2", "--eval-images"), ("ema: .nan", "--ema")])
+def test_control_file_values_get_the_same_checks(tmp_path: Path, line: str, flag: str) -> None:
+    cfg = tmp_path / "control.yaml"
+    cfg.write_text(line + "\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["training", str(TRAINING_DATA), "2", "4", str(out),
+                                      "--config", str(cfg)])
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and result.output.startswith(f"Error: {flag} "), result.output
+    assert not out.exists()
+
+
+def test_a_valid_edge_value_passes_the_checks() -> None:
+    opts = TrainOptions(training_images=".", lr_g=1e12, beta1=0.0, ema=0.0, label_smoothing=1.0,
+                        grid_size=1024, seed=2**32 - 1, mbstd=2, max_memory_gb=0.0)
+    opts.resolve()  # no error
+    with pytest.raises(Exception, match="--grid-size 1025: must be in \\[1, 1024\\]"):
+        dataclasses.replace(opts, grid_size=1025).resolve()
