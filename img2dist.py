@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
+try:
+    import click
 
-from dcgan.analysis.embed import EMBEDDINGS
-from dcgan.analysis.features import FEATURES
-from dcgan.analysis.quality import DISTRIBUTION_METRICS, PAIRED_METRICS, PR_FEATURES
-from dcgan.cli import comma_list, user_errors
-from dcgan.turing.cli import turing, turing_score
+    from dcgan.analysis.embed import EMBEDDINGS
+    from dcgan.analysis.features import FEATURES
+    from dcgan.analysis.quality import DISTRIBUTION_METRICS, PAIRED_METRICS, PR_FEATURES
+    from dcgan.cli import comma_list, user_errors
+    from dcgan.turing.cli import turing, turing_score
+except ModuleNotFoundError as err:  # started by a Python without the set-up: one line, not a traceback
+    from dcgan.errors import exit_on_missing_dependency
+
+    exit_on_missing_dependency(err)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

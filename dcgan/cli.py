@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import UserError
+from .errors import UserError, missing_dependency
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -29,6 +29,10 @@ def user_errors(func: F) -> F:
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as err:  # a command's own imports, under a Python without the set-up
+            if (hint := missing_dependency(err)) is None:
+                raise
+            raise click.ClickException(hint) from None
         except OSError as err:
             if err.errno == 28:  # ENOSPC
                 raise click.ClickException(f"disk full while writing {err.filename or ''}".strip()) from None
