@@ -55,6 +55,7 @@ def test_short_run_writes_every_artifact(tmp_path: Path) -> None:
     assert opts["resolution"] == 32 and opts["z_dim"] == 16 and opts["steps"] == 6
     assert Image.open(out / "loss_curve.png").size[0] >= 600
     assert "step 6: loss_d" in (out / "log.txt").read_text()
+    assert " s in training steps, " in (out / "log.txt").read_text()  # periodic work timed apart (ETA)
     ckpt = load_checkpoint(out)
     assert ckpt["step"] == 6 and set(ckpt) >= {"G", "D", "G_ema", "opt_g", "opt_d", "rng", "latent_rng",
                                                "batch_order", "options"}
