@@ -31,6 +31,8 @@ SAMPLES = "samples"
 class _ConsoleHandler(logging.Handler):
     """Warnings to stderr through tqdm.write, so that they don't tear the progress bar."""
 
+    console = True  # dcgan.cli then leaves the warnings to this handler: each is shown once
+
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
