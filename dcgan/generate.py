@@ -124,7 +124,8 @@ def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int
                     written.append(path)
     if overview:
         path = out / f"overview_{tag}seed{seed:06d}-{seed + n - 1:06d}.png"
-        save_grid(torch.cat(images), path, nrow=n if per_class_rows else math.ceil(math.sqrt(n)))
+        save_grid(torch.cat(images), path, nrow=n if per_class_rows else math.ceil(math.sqrt(n)),
+                  row_labels=classes if per_class_rows else None)
         written.append(path)
     return written
 

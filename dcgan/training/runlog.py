@@ -148,6 +148,8 @@ class StepClock:
         return f"ETA {hours}:{minutes:02d}:{sec:02d}" if hours else f"ETA {minutes:02d}:{sec:02d}"
 
 
+CURVE_LABELS = {"loss_d": "D loss", "loss_g": "G loss", "d_real": "D on real images",
+                "d_fake": "D on generated", "swd": "SWD", "precision": "precision", "recall": "recall"}
 QUALITY_PANELS = (("SWD x 1e3 (lower is better)", ("swd",)), ("precision / recall", ("precision", "recall")))
 
 
@@ -164,18 +166,21 @@ def plot_loss_curve(run_dir: Path) -> None:
     steps = [r["step"] for r in records]
     panels = [("loss", ("loss_d", "loss_g")), ("D output (mean logit)", ("d_real", "d_fake"))]
     panels += [p for p in QUALITY_PANELS if any(p[1][0] in r for r in records)]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels)), sharex=True, squeeze=False)
     for ax, (title, keys) in zip(axes[:, 0], panels, strict=True):
         for key in keys:
             pts = [(s, r[key]) for s, r in zip(steps, records, strict=True) if r.get(key) is not None]
             if pts:
                 marker = "." if len(pts) < 40 else None  # a few evaluations: show the points
-                ax.plot(*zip(*pts, strict=True), label=key, linewidth=1.2, marker=marker)
+                ax.plot(*zip(*pts, strict=True), label=CURVE_LABELS.get(key, key), linewidth=1.2,
+                        marker=marker)
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
-    axes[-1, 0].set_xlabel("step")
-    fig.suptitle(f"{run_dir.name}: training curves", fontsize=10)
+        # Outside the axes: inside, it covered the newest points, the ones a reader looks for.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    axes[-1, 0].set_xlabel("training step")
+    fig.suptitle("GAN training: discriminator (D) and generator (G) losses and D's outputs, "
+                 f"mean of each log interval\nrun {run_dir}", fontsize=10)
     fig.tight_layout()
     with atomic_path(run_dir / LOSS_CURVE) as tmp:
         fig.savefig(tmp, dpi=100)
@@ -187,13 +192,33 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
-    """Save generator output (N, C, H, W in [-1, 1]) as one near-square grid PNG."""
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None,
+              row_labels: list[str] | None = None) -> None:
+    """Save generator output (N, C, H, W in [-1, 1]) as one near-square grid PNG; `row_labels`
+    (e.g. the class of each row) are written in a white margin left of the rows."""
     import math
 
     from torchvision.utils import make_grid
 
     n = images.shape[0]
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=255)
-    save_image(grid.permute(1, 2, 0).numpy(), path)
+    grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=255).permute(1, 2, 0).numpy()
+    if row_labels:
+        grid = _label_rows(grid, row_labels, images.shape[2] + 2)
+    save_image(grid, path)
+
+
+def _label_rows(grid: Any, labels: list[str], pitch: int) -> Any:
+    """The grid (H, W, C uint8) with `labels` in black in a left margin, each centred on its row."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(10, min(16, pitch // 3)))
+    width = max(int(font.getlength(t)) for t in labels) + 8
+    h, w, c = grid.shape
+    canvas = Image.new("RGB", (w + width, h), (255, 255, 255))
+    canvas.paste(Image.fromarray(grid if c == 3 else np.repeat(grid, 3, axis=2)), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(labels):
+        draw.text((width - 4, 2 + i * pitch + (pitch - 2) / 2), text, fill=(0, 0, 0), font=font, anchor="rm")
+    return np.asarray(canvas)
