@@ -100,7 +100,7 @@ def distance(src_img: str, dest_img: str, centroids: int, sample_points: float, 
               help="Symmetric axis limits: both axes span [-L, L].")
 @click.option("--group", is_flag=True, help="Each IMAGE_PATH is a group with its own color.")
 @click.option("--group-labels", is_flag=True,
-              help="Label only the image nearest each group's center (with the group name); show a legend.")
+              help="Name each group at its center (marked +) instead of labelling points; show a legend.")
 @click.option("--skip-labels", is_flag=True, help="No point labels.")
 @click.option("--legend", is_flag=True, help="Show a legend of the groups.")
 @click.option("--real", type=click.Path(exists=True), default=None,
