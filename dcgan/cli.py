@@ -21,6 +21,8 @@ class _Notes(logging.Handler):
     for commands that set up no log of their own (training's runlog shows and keeps them itself)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if os.environ.get("RANK", "0") != "0":  # under torchrun: once per run, not once per process
+            return
         if not any(getattr(h, "console", False) for h in logging.getLogger("dcgan").handlers):
             click.echo(record.getMessage(), err=True)
 
