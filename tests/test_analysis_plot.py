@@ -74,7 +74,7 @@ def test_group_labels_name_each_group_at_its_center(tmp_path: Path, folders: lis
 def test_the_title_is_plain_words_and_the_method_a_subtitle(tmp_path: Path, folders: list[str]) -> None:
     result = _run(tmp_path, folders, group_labels=True, real=folders[0])
     fig = result.figure
-    assert fig.get_suptitle() == "8 images placed so that images with similar colours lie close together"
+    assert fig.get_suptitle() == "8 images placed so that images with similar colors lie close together"
     subtitle = fig.axes[0].get_title()
     assert subtitle.startswith("MDS of ") and "stress" in subtitle.lower()
 

@@ -146,7 +146,7 @@ def _embed(outputs: dict[str, Path], names: list[str], real: int | None, paths: 
     return EmbeddingResult(fig, stats, format_statistics(stats), outputs, fs, emb, labels, names, fs.skipped)
 
 
-PLAIN_FEATURES = {"color": "colours", "pixels": "pixels (downscaled)"}
+PLAIN_FEATURES = {"color": "colors", "pixels": "pixels (downscaled)"}
 
 
 def _point_labels(paths: Sequence[Path], coords: np.ndarray, labels: np.ndarray, names: Sequence[str],
