@@ -14,10 +14,15 @@ import os
 import sys
 from typing import Any, ClassVar, get_type_hints
 
-import click
+try:
+    import click
 
-from dcgan.cli import user_errors
-from dcgan.options import TrainOptions, base_type, load_yaml, merge_options, option_help
+    from dcgan.cli import user_errors
+    from dcgan.options import TrainOptions, base_type, load_yaml, merge_options, option_help
+except ModuleNotFoundError as err:  # started by a Python without the set-up: one line, not a traceback
+    from dcgan.errors import exit_on_missing_dependency
+
+    exit_on_missing_dependency(err)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 POSITIONAL = ("training_images", "steps", "batch_size", "output_dir")
@@ -49,13 +54,37 @@ def _click_type(tp: Any, bounds: Any = None) -> Any:
     return make(bounds.low, bounds.high, min_open=bounds.low_open, max_open=bounds.high_open)
 
 
+class PositiveCount(click.ParamType):
+    """A whole number >= 1 for a positional argument, whose error says which argument goes where
+    (click's own, "is not a valid integer range", does not tell a swapped argument order)."""
+
+    name = "integer"
+
+    def __init__(self, what: str, usage: str) -> None:
+        self.what, self.usage = what, usage
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r} is not {self.what} (a whole number, at least 1); the arguments go in "
+                      f"this order: {self.usage}", param, ctx)
+        return number
+
+
+TRAINING_USAGE = ("training TRAINING_IMAGES STEPS BATCH_SIZE OUTPUT_DIR, "
+                  "e.g. training ./data 20000 64 ./runs/r1")
+
+
 def train_options(func: Any) -> Any:
     """Add one click option per TrainOptions field (so the CLI, YAML and saved runs never drift)."""
-    from dcgan.losses import GRADIENT_PENALTIES, LOSSES
-    from dcgan.models import UPSAMPLING
+    from dcgan.names import GRADIENT_PENALTY_NAMES, LOSS_NAMES, UPSAMPLING_NAMES
     from dcgan.options import PRESETS
 
-    choices = {**CHOICES, "loss": list(LOSSES), "gp": list(GRADIENT_PENALTIES), "upsample": list(UPSAMPLING),
+    choices = {**CHOICES, "loss": list(LOSS_NAMES), "gp": list(GRADIENT_PENALTY_NAMES),
+               "upsample": list(UPSAMPLING_NAMES),
                "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
     by_preset = {k for values in PRESETS.values() for k in values}
@@ -80,8 +109,8 @@ def train_options(func: Any) -> Any:
 
 @cli.command()
 @click.argument("training_images", type=click.Path(file_okay=False))
-@click.argument("steps", type=click.IntRange(min=1))
-@click.argument("batch_size", type=click.IntRange(min=1))
+@click.argument("steps", type=PositiveCount("a number of training steps", TRAINING_USAGE))
+@click.argument("batch_size", type=PositiveCount("a batch size", TRAINING_USAGE))
 @click.argument("output_dir", type=click.Path(file_okay=True))
 @click.option("--config", type=click.Path(dir_okay=False), default=None,
               help="YAML control file with any of the options below; flags given here override it.")
@@ -172,12 +201,16 @@ def _report(result: Any) -> None:
               help="Write a latent walk instead: K frames between each of the NIMAGES seeds (GIF + strip).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--overwrite", is_flag=True,
+              help="Write into a non-empty OUTPUT_DIR (files of the same name are replaced, others stay).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def generate(model: str, nimages: int, output_dir: str, seed: int, overview: bool, truncation: float,
              no_ema: bool, class_name: str | None, interpolate: int | None, batch_size: int, device: str,
-             quiet: bool) -> None:
+             overwrite: bool, quiet: bool) -> None:
     """Generate NIMAGES images with MODEL (a checkpoint file or a run folder) into OUTPUT_DIR.
+
+    OUTPUT_DIR must be empty or new (so that the images of two models never mix), unless --overwrite.
 
     \b
     Examples:
@@ -195,12 +228,12 @@ def generate(model: str, nimages: int, output_dir: str, seed: int, overview: boo
             raise UserError("--interpolate writes a GIF and a strip; --overview does not apply to it")
         gif, strip = walk(model, list(range(seed, seed + nimages)), interpolate, output_dir,
                           use_ema=not no_ema, device=device, class_name=class_name, truncation=truncation,
-                          batch_size=batch_size)
+                          batch_size=batch_size, overwrite=overwrite)
         click.echo(f"Wrote {gif} and {strip}")
         return
     paths = generate_images(model, nimages, output_dir, seed=seed, batch_size=batch_size, overview=overview,
                             truncation=truncation, use_ema=not no_ema, device=device, progress=not quiet,
-                            class_name=class_name)
+                            class_name=class_name, overwrite=overwrite)
     what = paths[0] if overview else f"{len(paths)} images in {output_dir}"
     click.echo(f"Wrote {what}")
 

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
+try:
+    import click
 
-from dcgan.analysis.embed import EMBEDDINGS
-from dcgan.analysis.features import FEATURES
-from dcgan.analysis.quality import DISTRIBUTION_METRICS, PAIRED_METRICS, PR_FEATURES
-from dcgan.cli import comma_list, user_errors
-from dcgan.turing.cli import turing, turing_score
+    from dcgan.analysis.embed import EMBEDDINGS
+    from dcgan.analysis.features import FEATURES
+    from dcgan.analysis.quality import DISTRIBUTION_METRICS, PAIRED_METRICS, PR_FEATURES
+    from dcgan.cli import comma_list, user_errors
+    from dcgan.turing.cli import turing, turing_score
+except ModuleNotFoundError as err:  # started by a Python without the set-up: one line, not a traceback
+    from dcgan.errors import exit_on_missing_dependency
+
+    exit_on_missing_dependency(err)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -95,7 +100,7 @@ def distance(src_img: str, dest_img: str, centroids: int, sample_points: float, 
               help="Symmetric axis limits: both axes span [-L, L].")
 @click.option("--group", is_flag=True, help="Each IMAGE_PATH is a group with its own color.")
 @click.option("--group-labels", is_flag=True,
-              help="Label only the image nearest each group's center (with the group name); show a legend.")
+              help="Name each group at its center (marked +) instead of labelling points; show a legend.")
 @click.option("--skip-labels", is_flag=True, help="No point labels.")
 @click.option("--legend", is_flag=True, help="Show a legend of the groups.")
 @click.option("--real", type=click.Path(exists=True), default=None,

@@ -9,9 +9,14 @@
 
 from __future__ import annotations
 
-import click
+try:
+    import click
 
-from dcgan.cli import comma_list, user_errors
+    from dcgan.cli import comma_list, user_errors
+except ModuleNotFoundError as err:  # started by a Python without the set-up: one line, not a traceback
+    from dcgan.errors import exit_on_missing_dependency
+
+    exit_on_missing_dependency(err)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

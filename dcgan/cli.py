@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -10,16 +11,31 @@ from typing import Any, TypeVar
 
 import click
 
-from .errors import UserError
+from .errors import UserError, missing_dependency
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _Notes(logging.Handler):
+    """The package's warnings (e.g. a skipped folder of augmented copies) as one line each on stderr,
+    for commands that set up no log of their own (training's runlog shows and keeps them itself)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if os.environ.get("RANK", "0") != "0":  # under torchrun: once per run, not once per process
+            return
+        if not any(getattr(h, "console", False) for h in logging.getLogger("dcgan").handlers):
+            click.echo(record.getMessage(), err=True)
+
+
 def user_errors(func: F) -> F:
-    """Turn `UserError` into click's one-line `Error: ...` and Ctrl-C into exit status 130."""
+    """Turn `UserError` into click's one-line `Error: ...` and Ctrl-C into exit status 130;
+    show the package's warnings on stderr."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        notes = _Notes(logging.WARNING)
+        logger = logging.getLogger("dcgan")
+        logger.addHandler(notes)
         try:
             return func(*args, **kwargs)
         except UserError as err:
@@ -29,10 +45,16 @@ def user_errors(func: F) -> F:
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
+        except ModuleNotFoundError as err:  # a command's own imports, under a Python without the set-up
+            if (hint := missing_dependency(err)) is None:
+                raise
+            raise click.ClickException(hint) from None
         except OSError as err:
             if err.errno == 28:  # ENOSPC
                 raise click.ClickException(f"disk full while writing {err.filename or ''}".strip()) from None
             raise
+        finally:
+            logger.removeHandler(notes)
 
     return wrapper  # type: ignore[return-value]
 

@@ -70,10 +70,23 @@ def class_index(ckpt: dict, name: str | None) -> int | None:
     return classes.index(name)
 
 
+def check_output_dir(output_dir: str | Path, overwrite: bool) -> Path:
+    """Refuse a non-empty OUTPUT_DIR (hidden files aside) unless `overwrite`: the fakes of two models,
+    named alike by seed, would otherwise mix or replace each other unnoticed."""
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder")
+    if out.is_dir() and not overwrite and any(not p.name.startswith(".") for p in out.iterdir()):
+        raise UserError(f"{out}: not empty; choose a new OUTPUT_DIR, or pass --overwrite to write into it "
+                        "(files of the same name are replaced)")
+    return out
+
+
 @torch.no_grad()
 def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int = 0, batch_size: int = 64,
                     overview: bool = False, truncation: float = 1.0, use_ema: bool = True,
-                    device: str = "auto", progress: bool = True, class_name: str | None = None) -> list[Path]:
+                    device: str = "auto", progress: bool = True, class_name: str | None = None,
+                    overwrite: bool = False) -> list[Path]:
     """Write `n` images (one PNG each, named by seed) or one overview grid; return the paths.
 
     A class-conditional model needs `class_name`, except for the overview, which shows one row per
@@ -81,12 +94,12 @@ def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int
     """
     if not 0 < truncation <= 1:
         raise UserError(f"--truncation {truncation}: must be in (0, 1]")
+    out = check_output_dir(output_dir, overwrite)
     dev = resolve_device(device)
     G, opts, ckpt = load_generator(model, use_ema, str(dev))
     classes = model_classes(ckpt)
     per_class_rows = overview and bool(classes) and class_name is None
     label = None if per_class_rows else class_index(ckpt, class_name)
-    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(seed, seed + n))
     jobs = [(c, seeds) for c in range(len(classes))] if per_class_rows else [(label, seeds)]
@@ -111,7 +124,8 @@ def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int
                     written.append(path)
     if overview:
         path = out / f"overview_{tag}seed{seed:06d}-{seed + n - 1:06d}.png"
-        save_grid(torch.cat(images), path, nrow=n if per_class_rows else math.ceil(math.sqrt(n)))
+        save_grid(torch.cat(images), path, nrow=n if per_class_rows else math.ceil(math.sqrt(n)),
+                  row_labels=classes if per_class_rows else None)
         written.append(path)
     return written
 
@@ -128,7 +142,8 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: str | Path,
                 use_ema: bool = True, device: str = "auto", class_name: str | None = None,
-                duration_ms: int = 80, truncation: float = 1.0, batch_size: int = 64) -> tuple[Path, Path]:
+                duration_ms: int = 80, truncation: float = 1.0, batch_size: int = 64,
+                overwrite: bool = False) -> tuple[Path, Path]:
     """A latent walk through `seeds` (slerp, `frames` images per leg, looping back to the first):
     an animated GIF and a strip PNG of the frames. Returns (gif, strip)."""
     from PIL import Image
@@ -137,6 +152,7 @@ def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: st
 
     if len(seeds) < 2 or frames < 2:
         raise UserError("--interpolate needs at least 2 frames and at least 2 seeds")
+    out = check_output_dir(output_dir, overwrite)
     dev = resolve_device(device)
     G, opts, ckpt = load_generator(model, use_ema, str(dev))
     label = class_index(ckpt, class_name)
@@ -146,7 +162,6 @@ def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: st
     y = None if label is None else torch.full((len(path_z),), label, dtype=torch.int64, device=dev)
     x = torch.cat([G(zc.to(dev), None if y is None else y[: len(zc)]).float().cpu()
                    for zc in path_z.split(batch_size)])
-    out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     name = f"interpolation_{class_name + '_' if class_name else ''}seeds{'-'.join(map(str, seeds))}"
     strip = out / f"{name}.png"

@@ -6,6 +6,7 @@ once (EXIF rotation, 16-bit TIFF, palette PNG, CMYK JPEG) is fixed everywhere.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,11 @@ from .errors import UserError
 from .files import TEMP_PREFIX, atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+# `augment` writes this file into its output folder (by default INPUT/output/, inside the real set):
+# a folder search skips a folder holding it, so augmented copies never pass for real images.
+AUGMENTED_MARKER = "AUGMENTED.txt"
+
+log = logging.getLogger(__name__)
 
 
 class ImageReadError(UserError):
@@ -39,7 +45,8 @@ def find_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
     """Return the image files named by `paths` (files, or folders searched for images), sorted.
 
     Sorting makes every downstream result (batch order, plot order) independent of the file
-    system's listing order. A path that does not exist is a `UserError`.
+    system's listing order. A path that does not exist is a `UserError`. Subfolders holding
+    `AUGMENTED_MARKER` are skipped with a warning; a folder named in `paths` itself is always read.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -47,13 +54,26 @@ def find_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            pattern = "**/*" if recursive else "*"
-            found.extend(sorted(q for q in p.glob(pattern) if is_image_file(q)))
+            found.extend(_images_in(p) if recursive else sorted(q for q in p.iterdir() if is_image_file(q)))
         elif p.is_file():
             found.append(p)
         else:
             raise UserError(f"{p}: no such file or folder")
     return found
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """The images under `folder`, recursively, leaving out augmented-output subfolders."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):  # followlinks: as Path.glob("**") did
+        here = Path(root)
+        for d in sorted(dirs):
+            if (here / d / AUGMENTED_MARKER).is_file():
+                dirs.remove(d)
+                log.warning("skipped the folder %s: augmented copies written by `augment` (%s); name it "
+                            "itself to use them", here / d, AUGMENTED_MARKER)
+        found.extend(q for f in files if is_image_file(q := here / f))
+    return sorted(found)
 
 
 def _to_mode(img: Image.Image, grayscale: bool) -> Image.Image:

@@ -56,7 +56,9 @@ def test_group_legend_and_limits(tmp_path: Path, folders: list[str]) -> None:
     assert len(_label_texts(ax)) == 8
 
 
-def test_group_labels_name_the_member_nearest_each_center(tmp_path: Path, folders: list[str]) -> None:
+def test_group_labels_name_each_group_at_its_center(tmp_path: Path, folders: list[str]) -> None:
+    # Beside one of its points, a group's name read as if that image were special: it sits at the
+    # group's center, on a cross, and no point gets a label.
     result = _run(tmp_path, folders, group_labels=True, real=folders[0])
     ax = result.figure.axes[0]
     assert sorted(_label_texts(ax)) == ["fakes", "reals"]
@@ -65,9 +67,16 @@ def test_group_labels_name_the_member_nearest_each_center(tmp_path: Path, folder
     (labelled,) = [c for c in ax.collections if getattr(c, "texts", None)]
     for name, xy in zip(labelled.texts, labelled.get_offsets(), strict=True):
         g = result.names.index(name)
-        members = coords[labels == g]
-        nearest = members[np.linalg.norm(members - members.mean(0), axis=1).argmin()]
-        np.testing.assert_allclose(xy, nearest)
+        np.testing.assert_allclose(xy, coords[labels == g].mean(0))
+        assert not any(np.allclose(xy, p) for p in coords)  # not at any image's point
+
+
+def test_the_title_is_plain_words_and_the_method_a_subtitle(tmp_path: Path, folders: list[str]) -> None:
+    result = _run(tmp_path, folders, group_labels=True, real=folders[0])
+    fig = result.figure
+    assert fig.get_suptitle() == "8 images placed so that images with similar colors lie close together"
+    subtitle = fig.axes[0].get_title()
+    assert subtitle.startswith("MDS of ") and "stress" in subtitle.lower()
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".pdf", ".svg"])

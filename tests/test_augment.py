@@ -14,6 +14,7 @@ from PIL import Image
 
 from dcgan.data.augment import AugmentOptions, augment_folder, build_pipeline
 from dcgan.errors import UserError
+from dcgan.images import AUGMENTED_MARKER
 from isic_dataset import cli
 from tests.conftest import make_image
 
@@ -21,8 +22,9 @@ NAME = re.compile(r"^(?P<stem>.+)_aug(?P<index>\d{5})\.(?P<ext>\w+)$")
 
 
 def files(root: Path) -> list[str]:
-    """Every file under `root`, as sorted relative POSIX paths."""
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    """Every file under `root` but augment's marker, as sorted relative POSIX paths."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                  if p.is_file() and p.name != AUGMENTED_MARKER)
 
 
 def sources(folder: Path, count: int = 3, size: tuple[int, int] = (24, 16)) -> Path:

@@ -83,7 +83,11 @@ def test_conditional_classes_are_generated_on_demand(tmp_path: Path) -> None:
     assert fake["malignant"] > fake["benign"] + 10
     run("generate", run_dir, 5, tmp_path / "ov", "--overview", "--quiet")
     (grid,) = (tmp_path / "ov").iterdir()
-    assert Image.open(grid).size == (5 * 34 + 2, 2 * 34 + 2)  # one row per class
+    picture = np.asarray(Image.open(grid).convert("L"))
+    margin = picture.shape[1] - (5 * 34 + 2)  # the class names, left of the rows
+    assert picture.shape[0] == 2 * 34 + 2 and margin > 20  # one row per class
+    for row in range(2):  # each row's name is written beside that row
+        assert (picture[2 + row * 34: 34 + row * 34, :margin] < 128).sum() > 20
     assert "--class" in error_of("generate", run_dir, 2, tmp_path / "x")
     assert "unknown" in error_of("generate", run_dir, 2, tmp_path / "x", "--class", "nevus")
     flat = tmp_path / "flat"

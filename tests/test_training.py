@@ -55,6 +55,7 @@ def test_short_run_writes_every_artifact(tmp_path: Path) -> None:
     assert opts["resolution"] == 32 and opts["z_dim"] == 16 and opts["steps"] == 6
     assert Image.open(out / "loss_curve.png").size[0] >= 600
     assert "step 6: loss_d" in (out / "log.txt").read_text()
+    assert " s in training steps, " in (out / "log.txt").read_text()  # periodic work timed apart (ETA)
     ckpt = load_checkpoint(out)
     assert ckpt["step"] == 6 and set(ckpt) >= {"G", "D", "G_ema", "opt_g", "opt_d", "rng", "latent_rng",
                                                "batch_order", "options"}
@@ -115,6 +116,19 @@ def test_generate_is_reproducible_across_counts_and_batches(tmp_path: Path) -> N
     run("generate", out, 10, tmp_path / "ov", "--overview", "--quiet")
     (grid,) = list((tmp_path / "ov").iterdir())
     assert Image.open(grid).size == (4 * 34 + 2, 3 * 34 + 2)  # 10 images: 4 per row, 3 rows
+    # A second model's fakes never silently join (or replace) the first's: a non-empty folder is
+    # refused, and nothing in it changes, unless --overwrite.
+    before = {p.name: p.read_bytes() for p in (tmp_path / "g1").iterdir()}
+    error = run("generate", out, 2, tmp_path / "g1", "--seed", 100, "--quiet", ok=False)
+    assert f"Error: {tmp_path / 'g1'}: not empty" in error and "--overwrite" in error
+    assert {p.name: p.read_bytes() for p in (tmp_path / "g1").iterdir()} == before
+    assert "not empty" in run("generate", out, 2, tmp_path / "ov", "--overview", "--quiet", ok=False)
+    assert "not empty" in run("generate", out, 2, tmp_path / "ov", "--interpolate", "2", ok=False)
+    run("generate", out, 2, tmp_path / "g1", "--seed", 100, "--quiet", "--overwrite")
+    assert len(list((tmp_path / "g1").iterdir())) == 7
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / ".DS_Store").write_bytes(b"")  # hidden files do not make a folder "used"
+    run("generate", out, 1, tmp_path / "hidden", "--quiet")
 
 
 def test_runs_saved_before_upsample_existed_still_resume_and_generate(tmp_path: Path) -> None:

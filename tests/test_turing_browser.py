@@ -98,8 +98,9 @@ def progress(page: Any) -> str:
 
 
 def check_layout(page: Any) -> None:
-    """No sideways scrolling, the image never shown beyond twice its natural size, both answer
-    buttons on screen without scrolling, and the ends of the confidence scale labelled."""
+    """No sideways scrolling, the image enlarged well beyond its natural size (128 px here: a 64 or
+    128 px image at its own size is too small for a clinician), both answer buttons on screen
+    without scrolling, and the ends of the confidence scale labelled."""
     sizes = page.evaluate("() => { const i = document.getElementById('image');"
                           " const r = i.getBoundingClientRect();"
                           " const bottom = Math.max(...['real', 'fake'].map("
@@ -109,7 +110,7 @@ def check_layout(page: Any) -> None:
                           " return [r.width, i.naturalWidth, document.documentElement.scrollWidth,"
                           " window.innerWidth, bottom, window.innerHeight, hints]; }")
     width, natural, scroll_width, inner_width, buttons_bottom, inner_height, hints = sizes
-    assert 0 < width <= 2 * natural + 0.5
+    assert width >= 2 * natural
     assert scroll_width <= inner_width
     assert buttons_bottom <= inner_height
     assert len(hints) == 2 and min(hints) > 0  # "guessing" and "certain" shown
@@ -152,6 +153,19 @@ def test_rate_reload_undo_finish_download_score(browser: Any, study: Path, tmp_p
             shown_id(page)
             page.keyboard.press("Backspace")
             assert shown_id(page) == image_id and progress(page) == f"{step + 1} / {N_IMAGES}"
+        if step == 1:  # sharp (pixelated) or smooth enlargement, the native size stated
+            native = page.inner_text("#native").replace("\u00a0", " ")
+            assert native == "128 × 128 px images, enlarged"
+            rendering = "getComputedStyle(document.getElementById('image')).imageRendering"
+            assert page.evaluate(rendering) == "auto"
+            page.click("#crisp")
+            assert page.evaluate(rendering) == "pixelated"
+            page.screenshot(path=str(shots / "turing-desktop-sharp.png"))
+            page.click("#crisp")
+            assert page.evaluate(rendering) == "auto"
+            page.click("#crisp")  # left on: kept across the reload below, and keys still answer
+        if step == N_IMAGES // 2:
+            assert page.evaluate(rendering) == "pixelated"
         if step == 2:
             check_layout(page)
             page.keyboard.press("4")

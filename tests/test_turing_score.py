@@ -167,7 +167,17 @@ def test_pooled_kappa_and_fool_rates(key) -> None:
     assert all(r["fool_rate"] == pytest.approx(1 / 3) for r in fakes[1:])
     assert report["reals_called_fake"][0]["id"] == "r1"
     text = format_report(report)
-    assert "pooled accuracy 0.60 (18/30" in text and "f1 2/3" in text and "r1 2/3" in text
+    assert "pooled accuracy 60% (18/30" in text and "f1 2/3" in text and "r1 2/3" in text
+
+
+def test_accuracy_is_printed_as_the_page_shows_it() -> None:
+    # The page shows Math.round(100 * 19 / 40) = 48 %; 0.47 (Python's round-half-even of 0.475) read as
+    # a different score.
+    from dcgan.turing.score import _percent
+
+    assert [_percent(19, 40), _percent(1, 8), _percent(3, 8), _percent(2, 3), _percent(0, 0)] == [
+        "48%", "13%", "38%", "67%", "-"]
+    assert all(_percent(c, n) == f"{int(100 * c / n + 0.5)}%" for n in range(1, 60) for c in range(n + 1))
 
 
 def test_kappa_uses_only_images_every_rater_answered(key) -> None:

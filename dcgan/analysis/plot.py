@@ -44,12 +44,15 @@ def plain(text: str) -> str:
 def scatter_plot(coords: np.ndarray, labels: np.ndarray, names: Sequence[str],
                  point_labels: Sequence[str | None] | None = None, *, title: str = "",
                  axis_labels: tuple[str, str] = ("", ""), limits: float | None = None,
-                 legend: bool = False, real: int | None = None) -> Figure:
+                 legend: bool = False, real: int | None = None, subtitle: str = "",
+                 centroid_names: bool = False) -> Figure:
     """Scatter `coords` (N, 2) colored by group `labels` (indices into `names`).
 
     `point_labels[i]` is drawn next to point i unless None. `limits` sets symmetric axis limits
     [-limits, limits] on both axes. The legend, when asked for, sits outside the axes on the right,
     so that it never hides points. The `real` group is drawn as hollow circles under the others.
+    `centroid_names` writes each group's name at the group's center, marked with a cross (beside one
+    of its points, a name read as if that image were special). `subtitle`: a smaller second line.
     """
     from matplotlib.figure import Figure
 
@@ -78,13 +81,24 @@ def scatter_plot(coords: np.ndarray, labels: np.ndarray, names: Sequence[str],
             few = len(shown) <= 20 and len(shown) < n
             ax.add_collection(text_labels(fig, ax, np.array([xy for xy, _ in shown]), [t for _, t in shown],
                                           9.0 if few else font, halo=few), autolim=False)
+    if centroid_names:
+        present = [g for g in range(len(names)) if (labels == g).any()]
+        centers = np.array([coords[labels == g].mean(axis=0) for g in present])
+        ax.scatter(centers[:, 0], centers[:, 1], s=120, marker="P", color=[colors[g] for g in present],
+                   edgecolors="white", linewidths=1.0, zorder=4)
+        ax.add_collection(text_labels(fig, ax, centers, [names[g] for g in present], 10.0, offset=(6, 6),
+                                      halo=True), autolim=False)
     if limits is not None:
         ax.set_xlim(-limits, limits)
         ax.set_ylim(-limits, limits)
     ax.set_aspect("equal", adjustable="datalim" if limits is None else "box")
     ax.set_xlabel(plain(axis_labels[0]))
     ax.set_ylabel(plain(axis_labels[1]))
-    ax.set_title(plain(title), fontsize=10)
+    if subtitle:
+        fig.suptitle(plain(title), fontsize=11)
+        ax.set_title(plain(subtitle), fontsize=8, color="0.35")
+    else:
+        ax.set_title(plain(title), fontsize=10)
     ax.grid(True, linewidth=0.3, alpha=0.5)
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, fontsize=8,

@@ -126,11 +126,14 @@ def _embed(outputs: dict[str, Path], names: list[str], real: int | None, paths: 
 
     from .plot import save_figure, scatter_plot
 
-    title = f"{opts.method.upper() if opts.method != 'tsne' else 't-SNE'} of {fs.description}\n" \
-            f"{len(fs.paths):,} images; {emb.note}"
+    # The title in plain words; the method's details (e.g. its stress) in a subtitle and the JSON.
+    what = PLAIN_FEATURES.get(opts.features, fs.description)
+    title = f"{len(fs.paths):,} images placed so that images with similar {what} lie close together"
+    subtitle = f"{opts.method.upper() if opts.method != 'tsne' else 't-SNE'} of {fs.description}; {emb.note}"
     fig = scatter_plot(emb.coords, labels, names, _point_labels(fs.paths, emb.coords, labels, names, opts),
-                       title=title, axis_labels=emb.axis_labels, limits=opts.limits,
-                       legend=opts.legend or opts.group_labels, real=real)
+                       title=title, subtitle=subtitle, axis_labels=emb.axis_labels, limits=opts.limits,
+                       legend=opts.legend or opts.group_labels, real=real,
+                       centroid_names=opts.group_labels and not opts.skip_labels)
     save_figure(fig, outputs["plot"])
     _write_csv(outputs["csv"], fs.paths, [names[g] for g in labels], emb.coords)
     with atomic_path(outputs["distances"]) as tmp, open(tmp, "wb") as f:
@@ -143,19 +146,15 @@ def _embed(outputs: dict[str, Path], names: list[str], real: int | None, paths: 
     return EmbeddingResult(fig, stats, format_statistics(stats), outputs, fs, emb, labels, names, fs.skipped)
 
 
+PLAIN_FEATURES = {"color": "colors", "pixels": "pixels (downscaled)"}
+
+
 def _point_labels(paths: Sequence[Path], coords: np.ndarray, labels: np.ndarray, names: Sequence[str],
                   opts: EmbeddingOptions) -> list[str | None] | None:
-    """File stems; with --group-labels only the member nearest each group's center, named by group."""
-    if opts.skip_labels:
+    """File stems; none with --group-labels (the groups are then named at their centers)."""
+    if opts.skip_labels or opts.group_labels:
         return None
-    if not opts.group_labels:
-        return [p.stem for p in paths]
-    text: list[str | None] = [None] * len(paths)
-    for g, name in enumerate(names):
-        members = np.flatnonzero(labels == g)
-        center = coords[members].mean(axis=0)
-        text[members[np.linalg.norm(coords[members] - center, axis=1).argmin()]] = name
-    return text
+    return [p.stem for p in paths]
 
 
 def _write_csv(path: Path, paths: Sequence[Path], groups: Sequence[str], coords: np.ndarray) -> None:

@@ -34,10 +34,15 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..images import ImageReadError, find_images, is_single_channel, open_image, save_image
+from ..files import write_text
+from ..images import AUGMENTED_MARKER, ImageReadError, find_images, is_single_channel, open_image, save_image
 
 AUGMENTOR_OUTPUT = "output"  # Augmentor's default output folder, relative to the source folder
 _INDEX = re.compile(r"_aug(\d+)$")
+MARKER_TEXT = ("The images in this folder are augmented copies of those in {source}, written by\n"
+               "`isic_dataset.py augment`. Training, embedding, quality and turing skip this folder when\n"
+               "they search a folder above it, so that the copies never pass for real images; name this\n"
+               "folder itself to use them.\n")
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,9 @@ def augment_folder(input_path: str | os.PathLike[str], n: int, output: str | os.
         raise UserError(f"no images found in {src_root}")
     transform = build_pipeline(options).torch_transform()
     first = _next_index(out_root)
+    out_root.mkdir(parents=True, exist_ok=True)
+    # The marker first, so that a stopped run's copies are recognisable too.
+    write_text(out_root / AUGMENTED_MARKER, MARKER_TEXT.format(source=src_root))
     with _seeded(seed), tqdm(total=n, unit="img", desc="augment") as bar:
         for i, (src, img) in enumerate(_draw(sources, n)):
             dst = out_root / src.relative_to(src_root).parent / f"{src.stem}_aug{first + i:05d}{src.suffix}"

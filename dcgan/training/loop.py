@@ -234,16 +234,23 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
     if t.step == 0 and main:
         runlog.save_grid(t.sample(grid_z, grid_y), samples / "step_0000000.png")
     last_good = t.step
+    # tqdm's own rate and remaining time would count the periodic work below: the ETA is ours.
     bar = tqdm(total=opts.steps, initial=t.step, unit="step", disable=not progress, dynamic_ncols=True,
-               desc=run_dir.name)
+               desc=run_dir.name, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
+                                             "[{elapsed}{postfix}]")
+    clock, losses = runlog.StepClock(), ""
     acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()  # summed on the device: no sync
+    started = time.perf_counter()
     try:
         while t.step < opts.steps:
-            values = t.train_step()
-            acc += values
-            n_acc += 1
+            with clock.step():
+                values = t.train_step()
+                acc += values
+                n_acc += 1
+                stop = _should_stop(t, values, last_good, run_dir)
+            bar.set_postfix_str(clock.eta_text(opts.steps - t.step) + losses, refresh=False)
             bar.update(1)
-            if _should_stop(t, values, last_good, run_dir):
+            if stop:
                 break
             at_end = t.step == opts.steps
             if t.step % opts.log_every == 0 or at_end:
@@ -254,8 +261,8 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
                     log.info("step %d: loss_d %.4f loss_g %.4f D(x) %.3f D(G(z)) %.3f %.1f images/s", t.step,
                              record["loss_d"], record["loss_g"], record["d_real"], record["d_fake"],
                              record["images_per_sec"] or 0)
-                bar.set_postfix(loss_d=f"{record['loss_d']:.3f}", loss_g=f"{record['loss_g']:.3f}",
-                                img_s=f"{record['images_per_sec']:.0f}")
+                losses = (f", loss_d={record['loss_d']:.3f}, loss_g={record['loss_g']:.3f}, "
+                          f"img/s={record['images_per_sec'] or 0:.0f}")
                 acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()
             if evaluator is not None and (t.step % opts.eval_every == 0 or at_end):
                 _evaluate(t, evaluator, run_dir)
@@ -278,6 +285,9 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
             log.info("stopped by signal %d at step %d; checkpoint written", t.stop_signal, t.step)
     finally:
         bar.close()
+    if clock.step_seconds:
+        log.info("%.1f s in training steps, %.1f s in sample grids, plots, checkpoints and evaluations",
+                 clock.step_seconds, time.perf_counter() - started - clock.step_seconds)
 
 
 def _should_stop(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> bool:

@@ -7,10 +7,13 @@ from the whole file each time, atomically, so it is always complete and always c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.handlers
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,8 @@ SAMPLES = "samples"
 
 class _ConsoleHandler(logging.Handler):
     """Warnings to stderr through tqdm.write, so that they don't tear the progress bar."""
+
+    console = True  # dcgan.cli then leaves the warnings to this handler: each is shown once
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
@@ -99,6 +104,55 @@ def truncate_stats(run_dir: Path, step: int) -> None:
         tmp.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
 
 
+class StepClock:
+    """Time left, estimated from the training steps alone.
+
+    The sample grids, loss-curve redraws, checkpoints and evaluations take seconds each; counted
+    with the steps beside them (as tqdm's rate does) they made the ETA jump (14:01 -> 36:11). Only
+    `step()` intervals count here: the first after a start is left out (allocation and warm-up),
+    then a running mean that turns into a moving average over about 1/smoothing steps.
+    """
+
+    def __init__(self, smoothing: float = 0.02, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.smoothing, self.clock = smoothing, clock
+        self.sec_per_step: float | None = None
+        self.steps_timed = 0
+        self.step_seconds = 0.0  # all timed steps, the first included, for the end-of-run summary
+        self._warm = False
+
+    def step(self) -> contextlib.AbstractContextManager[None]:
+        """Time the enclosed training step."""
+        return self._timed()
+
+    @contextlib.contextmanager
+    def _timed(self) -> Any:
+        t0 = self.clock()
+        yield
+        seconds = self.clock() - t0
+        self.step_seconds += seconds
+        if not self._warm:
+            self._warm = True
+            return
+        self.steps_timed += 1
+        weight = max(1.0 / self.steps_timed, self.smoothing)
+        self.sec_per_step = seconds if self.sec_per_step is None else (
+            (1 - weight) * self.sec_per_step + weight * seconds)
+
+    def eta(self, steps_left: int) -> float | None:
+        """Seconds for `steps_left` more training steps, or None before a step has been timed."""
+        return None if self.sec_per_step is None else steps_left * self.sec_per_step
+
+    def eta_text(self, steps_left: int) -> str:
+        seconds = self.eta(steps_left)
+        if seconds is None:
+            return "ETA ?"
+        minutes, sec = divmod(round(seconds), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"ETA {hours}:{minutes:02d}:{sec:02d}" if hours else f"ETA {minutes:02d}:{sec:02d}"
+
+
+CURVE_LABELS = {"loss_d": "D loss", "loss_g": "G loss", "d_real": "D on real images",
+                "d_fake": "D on generated", "swd": "SWD", "precision": "precision", "recall": "recall"}
 QUALITY_PANELS = (("SWD x 1e3 (lower is better)", ("swd",)), ("precision / recall", ("precision", "recall")))
 
 
@@ -115,18 +169,21 @@ def plot_loss_curve(run_dir: Path) -> None:
     steps = [r["step"] for r in records]
     panels = [("loss", ("loss_d", "loss_g")), ("D output (mean logit)", ("d_real", "d_fake"))]
     panels += [p for p in QUALITY_PANELS if any(p[1][0] in r for r in records)]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels)), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels)), sharex=True, squeeze=False)
     for ax, (title, keys) in zip(axes[:, 0], panels, strict=True):
         for key in keys:
             pts = [(s, r[key]) for s, r in zip(steps, records, strict=True) if r.get(key) is not None]
             if pts:
                 marker = "." if len(pts) < 40 else None  # a few evaluations: show the points
-                ax.plot(*zip(*pts, strict=True), label=key, linewidth=1.2, marker=marker)
+                ax.plot(*zip(*pts, strict=True), label=CURVE_LABELS.get(key, key), linewidth=1.2,
+                        marker=marker)
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
-    axes[-1, 0].set_xlabel("step")
-    fig.suptitle(f"{run_dir.name}: training curves", fontsize=10)
+        # Outside the axes: inside, it covered the newest points, the ones a reader looks for.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    axes[-1, 0].set_xlabel("training step")
+    fig.suptitle("GAN training: discriminator (D) and generator (G) losses and D's outputs, "
+                 f"mean of each log interval\nrun {run_dir}", fontsize=10)
     fig.tight_layout()
     with atomic_path(run_dir / LOSS_CURVE) as tmp:
         fig.savefig(tmp, dpi=100)
@@ -138,13 +195,33 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None) -> None:
-    """Save generator output (N, C, H, W in [-1, 1]) as one near-square grid PNG."""
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None,
+              row_labels: list[str] | None = None) -> None:
+    """Save generator output (N, C, H, W in [-1, 1]) as one near-square grid PNG; `row_labels`
+    (e.g. the class of each row) are written in a white margin left of the rows."""
     import math
 
     from torchvision.utils import make_grid
 
     n = images.shape[0]
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=255)
-    save_image(grid.permute(1, 2, 0).numpy(), path)
+    grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=255).permute(1, 2, 0).numpy()
+    if row_labels:
+        grid = _label_rows(grid, row_labels, images.shape[2] + 2)
+    save_image(grid, path)
+
+
+def _label_rows(grid: Any, labels: list[str], pitch: int) -> Any:
+    """The grid (H, W, C uint8) with `labels` in black in a left margin, each centred on its row."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(10, min(16, pitch // 3)))
+    width = max(int(font.getlength(t)) for t in labels) + 8
+    h, w, c = grid.shape
+    canvas = Image.new("RGB", (w + width, h), (255, 255, 255))
+    canvas.paste(Image.fromarray(grid if c == 3 else np.repeat(grid, 3, axis=2)), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(labels):
+        draw.text((width - 4, 2 + i * pitch + (pitch - 2) / 2), text, fill=(0, 0, 0), font=font, anchor="rm")
+    return np.asarray(canvas)

@@ -286,21 +286,28 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _percent(correct: int, n: int) -> str:
+    """`correct` of `n` as the page shows it: a whole percent, halves rounded up (JS Math.round)."""
+    return "-" if not n else f"{(200 * correct + n) // (2 * n)}%"
+
+
 def _fmt_p(value: float | None) -> str:
     return "-" if value is None else f"{value:.2g}" if value < 0.001 else f"{value:.3f}"
 
 
 def format_report(report: dict[str, Any], top: int = 5) -> str:
     """A plain-text summary: one table row per rater, then pooled figures and the top fooling images."""
-    lines = [f"{'rater':<24} {'answered':>9} {'accuracy':>8} {'sens.':>6} {'spec.':>6} {'p':>8} "
+    lines = [f"{'rater':<24} {'answered':>9} {'accuracy':>11} {'sens.':>6} {'spec.':>6} {'p':>8} "
              f"{'conf. right':>11} {'conf. wrong':>11}"]
     for s in report["raters"]:
         answered = f"{s['answered']}/{s['images']}"
-        lines.append(f"{s['rater'][:24]:<24} {answered:>9} {_fmt(s['accuracy']):>8} "
+        accuracy = f"{s['correct']}/{s['answered']} {_percent(s['correct'], s['answered'])}"
+        lines.append(f"{s['rater'][:24]:<24} {answered:>9} {accuracy:>11} "
                      f"{_fmt(s['sensitivity']):>6} {_fmt(s['specificity']):>6} {_fmt_p(s['p_value']):>8} "
                      f"{_fmt(s['confidence_right'], 1):>11} {_fmt(s['confidence_wrong'], 1):>11}")
     pooled, agree = report["pooled"], report["agreement"]
-    lines.append(f"pooled accuracy {_fmt(pooled['accuracy'])} ({pooled['correct']}/{pooled['answered']} "
+    lines.append(f"pooled accuracy {_percent(pooled['correct'], pooled['answered'])} "
+                 f"({pooled['correct']}/{pooled['answered']} "
                  f"answers, {pooled['raters']} rater(s)); Fleiss' kappa {_fmt(agree['fleiss_kappa'])} "
                  f"({agree['raters']} raters, {agree['images']} images answered by all)")
     for title, key in (("fakes most often called real", "fakes_called_real"),

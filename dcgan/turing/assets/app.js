@@ -246,7 +246,8 @@
   function onKey(event) {
     var tag = event.target && event.target.tagName;
     if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) { return; }
-    if (tag === "INPUT" || tag === "TEXTAREA") { return; }
+    // Typing a name is not answering; the sharp-pixels checkbox keeps R, F and the arrows working.
+    if ((tag === "INPUT" && event.target.type !== "checkbox") || tag === "TEXTAREA") { return; }
     var k = event.key, screen = current();
     if (screen === "rate") {
       if (k === "r" || k === "R" || k === "ArrowLeft") { answer("real"); }
@@ -264,6 +265,23 @@
     }
   }
 
+  // ---- smooth or sharp enlargement: a display choice, kept apart from the answers ----------------
+
+  var CRISP_KEY = "turing-sharp-pixels";
+
+  function setCrisp(on) {
+    $("crisp").checked = on;
+    $("frame").classList.toggle("crisp", on);
+  }
+
+  function loadCrisp() {
+    try { return window.localStorage.getItem(CRISP_KEY) === "1"; } catch (e) { return false; }
+  }
+
+  function saveCrisp() {
+    try { window.localStorage.setItem(CRISP_KEY, $("crisp").checked ? "1" : "0"); } catch (e) { /* private mode */ }
+  }
+
   // ---- wiring ----------------------------------------------------------------------------------
 
   function init() {
@@ -276,6 +294,12 @@
     $("progress").setAttribute("aria-valuemax", String(N));
     $("frame").style.setProperty("--w", String(SITE.width));
     $("frame").style.setProperty("--h", String(SITE.height));
+    $("native").textContent = SITE.width + "\u00a0\u00d7\u00a0" + SITE.height + "\u00a0px images, enlarged";
+    setCrisp(loadCrisp());
+    $("crisp").addEventListener("change", function () {
+      setCrisp($("crisp").checked);
+      saveCrisp();
+    });
     $("start-form").addEventListener("submit", start);
     $("real").addEventListener("click", function () { answer("real"); });
     $("fake").addEventListener("click", function () { answer("fake"); });

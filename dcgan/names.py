@@ -1,0 +1,11 @@
+"""The registry names the CLIs offer as choices, spelled out so that `--help` needs no torch.
+
+The registries themselves (`losses.LOSSES`, `losses.GRADIENT_PENALTIES`, `models.UPSAMPLING`) import
+torch, which takes seconds; tests/test_cli_help.py checks that these names match them.
+"""
+
+from __future__ import annotations
+
+LOSS_NAMES = ("bce", "lsgan", "hinge", "wgan", "ragan", "ralsgan", "rahinge")
+GRADIENT_PENALTY_NAMES = ("none", "wgan", "dragan", "r1")
+UPSAMPLING_NAMES = ("transpose", "resize")
