@@ -169,8 +169,9 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
 
     Paired measures (piqa: PSNR, SSIM, MS-GMSD, MDSI, HaarPSI) of every fake against a random real;
     the sliced Wasserstein distance of Laplacian-pyramid patches; k-NN precision and recall; and FID
-    and KID when --inception-weights names a local file (nothing is downloaded). Reals are resized
-    to the fakes' size when they differ.
+    and KID when --inception-weights names a local file (nothing is downloaded). FID/KID take every
+    image from its own size straight to 299x299, as pytorch-fid does; the pixel measures need one
+    size, so both folders go down to the smaller of their sizes (never up), and the report says which.
 
     \b
     Example:
