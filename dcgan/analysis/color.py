@@ -27,6 +27,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,12 @@ from ..errors import UserError
 from ..images import ImageReadError, load_array
 from .cache import FeatureCache, file_digest
 
-COARSE_POINTS = 2048  # Lloyd's iterations to convergence on this many sampled pixels per image ...
-POLISH_ITERATIONS = 2  # ... then this many on the whole sample
+ALGORITHM = "v2"  # part of the cache namespace: palettes of an older algorithm are not reused
+N_INIT = 3  # k-means++ seedings per image, fitted on the coarse subset; the lowest inertia wins ...
+COARSE_POINTS = 2048  # ... Lloyd's iterations to convergence on this many sampled pixels per image ...
+FULL_ITERATIONS = 100  # ... then up to this many on the whole sample (to convergence)
 MAX_ITERATIONS = 100
-TOLERANCE = 1e-4  # relative to the sample's variance, as scikit-learn's KMeans
+TOLERANCE = 1e-4  # times the mean per-channel variance of the sample, as scikit-learn's KMeans
 CHUNK_IMAGES = 256  # images handed to one worker at a time (10,000 images: 40 chunks) ...
 CHUNK_POINTS = 2**21  # ... quantized together while their samples total at most this many points
 ASSIGN_POINTS = 2**18  # points of one image scored against its centers at a time
@@ -70,15 +73,28 @@ def image_rng(seed: int, digest: str) -> np.random.Generator:
     return np.random.default_rng([seed, int(digest[:16], 16), int(digest[16:32], 16)])
 
 
-def sample_pixels(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """A random `fraction` of the pixels of an (H, W, 3) uint8 image, as float32 RGB in [0, 1].
+@lru_cache(maxsize=8)
+def shuffle_order(n: int, seed: int) -> np.ndarray:
+    """The order in which `sklearn.utils.shuffle(x, random_state=seed)` puts n rows.
 
-    The sample comes back in random order, so its first n rows are a random subset as well.
+    The 2018 tool sampled every image this way (the same permutation for every image of a size):
+    drawing the same pixels as the reference removes the sampling noise from the comparison.
+    """
+    order = np.arange(n)
+    np.random.RandomState(seed).shuffle(order)
+    order.flags.writeable = False
+    return order
+
+
+def sample_pixels(rgb: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """The 2018 tool's pixel sample of an (H, W, 3) uint8 image, as float32 RGB in [0, 1].
+
+    The first int(fraction * H * W) pixels (at least one) in `shuffle_order`; a random order, so
+    its first n rows are a random subset as well.
     """
     pixels = rgb.reshape(-1, 3)
-    m = min(len(pixels), max(1, round(fraction * len(pixels))))
-    idx = rng.choice(len(pixels), m, replace=False)
-    out = pixels[idx].astype(np.float32)
+    m = min(len(pixels), max(1, int(fraction * len(pixels))))
+    out = pixels[shuffle_order(len(pixels), seed)[:m]].astype(np.float32)
     out *= np.float32(1 / 255)
     return out
 
@@ -86,10 +102,13 @@ def sample_pixels(rgb: np.ndarray, fraction: float, rng: np.random.Generator) ->
 def batched_kmeans(samples: Sequence[np.ndarray], uniforms: np.ndarray, k: int) -> np.ndarray:
     """k-means of many point sets at once; returns centroids (len(samples), k, 3) float32.
 
-    `samples[i]` is an (n_i, 3) float32 array in random order, `uniforms[i]` k numbers in [0, 1)
-    that drive image i's k-means++ seeding. Sets of similar size are padded into one array and
+    `samples[i]` is an (n_i, 3) float32 array in random order, `uniforms[i]` (inits, k) numbers in
+    [0, 1) that drive image i's k-means++ seedings. Sets of similar size are padded into one array and
     processed together; padding points carry zero weight.
     """
+    uniforms = np.asarray(uniforms)
+    if uniforms.ndim == 2:  # one seeding per image
+        uniforms = uniforms[:, None, :]
     out = np.empty((len(samples), k, 3), np.float32)
     order = np.argsort([len(s) for s in samples], kind="stable")
     start = 0
@@ -106,35 +125,56 @@ def batched_kmeans(samples: Sequence[np.ndarray], uniforms: np.ndarray, k: int) 
 
 
 def _kmeans_bucket(samples: list[np.ndarray], uniforms: np.ndarray, k: int) -> np.ndarray:
-    """Batched k-means++ seeding and coarse-to-fine Lloyd's iterations for one size bucket.
+    """Batched k-means for one size bucket: `uniforms` (sets, inits, k) drive the seedings.
 
     Points are stored channel-major, x[c, set, point], zero-padded to the longest set, so that one
     channel of all sets is a contiguous array (what `bincount` wants) and a set's points are a
-    (3, n) matrix (what a matrix product wants).
+    (3, n) matrix (what a matrix product wants). Each seeding runs to convergence on the coarse
+    subset (the seedings of an image are extra sets in the batch); the one of lowest inertia there
+    goes on to convergence on the whole sample. Several seedings avoid most of the poor local
+    minima that a single k-means++ seeding falls into, which is what made us disagree with the
+    2018 definition on images with few distinct colors.
     """
     counts = np.array([len(s) for s in samples])
-    if len(samples) == 1:  # a view, not a copy (a large image is often alone in its bucket)
+    n_sets, inits = uniforms.shape[:2]
+    if n_sets == 1:  # a view, not a copy (a large image is often alone in its bucket)
         x = np.asarray(samples[0], np.float32).T[:, None, :]
     else:
-        x = np.zeros((3, len(samples), counts.max()), np.float32)
+        x = np.zeros((3, n_sets, counts.max()), np.float32)
         for i, s in enumerate(samples):
             x[:, i, : len(s)] = s.T
     coarse = min(COARSE_POINTS, x.shape[2])
-    xc = np.ascontiguousarray(x[:, :, :coarse])
-    # Convergence tolerance relative to each sample's color variance (estimated on the coarse subset).
-    var = np.array([xc[:, i, : min(n, coarse)].var(axis=1).sum() for i, n in enumerate(counts)])
+    cc = np.minimum(counts, coarse)
+    # Convergence tolerance relative to each sample's color variance, as scikit-learn's.
+    var = np.array([x[:, i, :n].var(axis=1, dtype=np.float64).mean() for i, n in enumerate(counts)])
     tol = TOLERANCE * np.maximum(var, 1e-12)
-    centers = _kmeans_plus_plus(xc, np.minimum(counts, coarse), uniforms, k)
-    centers = _lloyd(xc, np.minimum(counts, coarse), centers, MAX_ITERATIONS, tol)
-    # Polish only the samples larger than the coarse subset (decided per image: a sample of <= 2048
-    # points was fitted whole already, whatever the size of its bucket-mates).
-    polish = counts > coarse
-    if polish.all():
-        centers = _lloyd(x, counts, centers, POLISH_ITERATIONS, tol)
-    elif polish.any():
-        xp = np.ascontiguousarray(x[:, polish, : counts[polish].max()])
-        centers[polish] = _lloyd(xp, counts[polish], centers[polish], POLISH_ITERATIONS, tol[polish])
+    xc = np.repeat(x[:, :, :coarse], inits, axis=1)
+    ci, ti = np.repeat(cc, inits), np.repeat(tol, inits)
+    centers = _kmeans_plus_plus(xc, ci, uniforms.reshape(-1, k), k)
+    centers = _lloyd(xc, ci, centers, MAX_ITERATIONS, ti)
+    if inits > 1:
+        best = _inertia(xc, ci, centers).reshape(n_sets, inits).argmin(axis=1)
+        centers = centers.reshape(n_sets, inits, k, 3)[np.arange(n_sets), best]
+    # Then the whole sample, for the samples larger than the coarse subset (decided per image: a
+    # sample of <= COARSE_POINTS points was fitted whole already, whatever its bucket-mates).
+    full = counts > coarse
+    if full.all():
+        centers = _lloyd(x, counts, centers, FULL_ITERATIONS, tol)
+    elif full.any():
+        xp = np.ascontiguousarray(x[:, full, : counts[full].max()])
+        centers[full] = _lloyd(xp, counts[full], centers[full], FULL_ITERATIONS, tol[full])
     return centers
+
+
+def _inertia(x: np.ndarray, counts: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Sum of squared distances of each set's points to their nearest center (float64), (sets,)."""
+    labels = _assign(x, counts, centers)
+    padded = np.concatenate([centers, np.zeros((len(centers), 1, 3), centers.dtype)], axis=1)
+    total = np.zeros(len(centers))
+    for c in range(3):  # padding points are 0 and are assigned the extra zero center: they add 0
+        diff = x[c] - np.take_along_axis(padded[:, :, c], labels, axis=1)
+        total += np.square(diff, dtype=np.float64).sum(axis=1)
+    return total
 
 
 def _assign(x: np.ndarray, counts: np.ndarray, centers: np.ndarray) -> np.ndarray:
@@ -323,8 +363,7 @@ def _load_sample(path: Path, digest: str, k: int, fraction: float,
         rgb = load_array(path)
     except ImageReadError as err:
         return None, None, str(err)
-    rng = image_rng(seed, digest)
-    return sample_pixels(rgb, fraction, rng), rng.random(k), None
+    return sample_pixels(rgb, fraction, seed), image_rng(seed, digest).random((N_INIT, k)), None
 
 
 def palette_distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -385,10 +424,137 @@ def canonical_vectors(centroids: np.ndarray) -> np.ndarray:
 
 
 def image_distance(src: Path, dest: Path, k: int = 5, sample_points: float = 0.3, seed: int = 0,
-                   symmetric: bool = False, cache: FeatureCache | None = None) -> float:
-    """The 2018 distance from image `src` to image `dest` (or the mean of both directions)."""
-    palettes = image_palettes([src, dest], k, sample_points, seed, cache)
+                   symmetric: bool = False, cache: FeatureCache | None = None, method: str = "fast") -> float:
+    """The 2018 distance from image `src` to image `dest` (or the mean of both directions).
+
+    `method` names an entry of `PALETTE_METHODS`: "fast" (batched k-means) or "2018" (scikit-learn).
+    """
+    if method not in PALETTE_METHODS:
+        raise UserError(f"unknown --method {method!r}; choose from {', '.join(PALETTE_METHODS)}")
+    quantize, distances = PALETTE_METHODS[method]
+    palettes = quantize([src, dest], k, sample_points, seed, cache)
     if palettes.skipped:
         raise UserError(palettes.skipped[0])
-    d = palette_distances(palettes.centroids)
+    d = distances(palettes.centroids)
     return float((d[0, 1] + d[1, 0]) / 2 if symmetric else d[0, 1])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The 2018 computation, exactly (for reproducing published 2018 figures; slow)
+
+
+def read_pixels_2018(path: Path) -> np.ndarray:
+    """An image's pixels as the 2018 tool read them: Pillow, no EXIF rotation, float64 in [0, 1].
+
+    Modes other than RGB (which the 2018 tool refused) are converted to RGB.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.float64)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"{path}: not a readable image ({err})") from None
+    return rgb.reshape(-1, 3) / 255
+
+
+def palette_2018(pixels: np.ndarray, k: int = 5, sample_points: float = 0.3, seed: int = 0) -> np.ndarray:
+    """The 2018 `color_quantization`: scikit-learn's shuffle and KMeans, both with random_state=seed.
+
+    The first int(sample_points * pixels) pixels of `sklearn.utils.shuffle`, then
+    `KMeans(n_clusters=k, random_state=seed)` with this scikit-learn's defaults (the 2018 tool ran
+    0.19, whose n_init was 10; 1.4 and later run one k-means++ seeding). Returns (k, 3) float64.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.utils import shuffle
+
+    n = int(len(pixels) * sample_points)
+    if n < k:
+        raise ValueError(f"{n} sampled pixels are fewer than {k} colors")
+    sample = shuffle(pixels, random_state=seed)[:n]
+    return KMeans(n_clusters=k, random_state=seed).fit(sample).cluster_centers_
+
+
+def palettes_2018(paths: Sequence[Path], k: int = 5, sample_points: float = 0.3, seed: int = 0,
+                  cache: FeatureCache | None = None,
+                  progress: Callable[[int], None] | None = None) -> Palettes:
+    """`palette_2018` of every image, one scikit-learn KMeans after the other; float64 centroids.
+
+    Unreadable files, and images with fewer sampled pixels than colors, are skipped and named.
+    The cache namespace must include the scikit-learn version (see `cache_namespace`).
+    """
+    if k < 1:
+        raise UserError(f"--centroids must be at least 1, got {k}")
+    if not 0 < sample_points <= 1:
+        raise UserError(f"--sample-points must be in (0, 1], got {sample_points}")
+    kept: list[int] = []
+    rows: list[np.ndarray] = []
+    digests: list[str] = []
+    skipped: list[str] = []
+    hits = 0
+    for i, path in enumerate(paths):
+        digest, err = _digest_or_error(Path(path))
+        if digest is None:
+            skipped.append(err)
+        else:
+            cached = cache.get([digest])[0] if cache is not None else None
+            hits += cached is not None
+            try:
+                row = cached if cached is not None else palette_2018(read_pixels_2018(Path(path)), k,
+                                                                    sample_points, seed)
+            except ImageReadError as e:
+                skipped.append(str(e))
+            except ValueError as e:
+                skipped.append(f"{path}: {e}")
+            else:
+                if cache is not None and cached is None:
+                    cache.put([digest], [row])
+                kept.append(i)
+                rows.append(np.asarray(row, np.float64))
+                digests.append(digest)
+        if progress is not None:
+            progress(1)
+    if cache is not None:
+        cache.save()
+    centroids = np.stack(rows) if rows else np.empty((0, k, 3))
+    return Palettes([Path(paths[i]) for i in kept], kept, centroids, digests, skipped, hits)
+
+
+def palette_distances_exact(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """`palette_distances` in float64 from coordinate differences (no |u|^2 + |v|^2 - 2 u.v), blocked."""
+    b = a if b is None else b
+    na, k, _ = a.shape
+    nb, kb, _ = b.shape
+    out = np.empty((na, nb))
+    rows = max(1, BLOCK_BYTES // (8 * 3 * k * kb * max(nb, 1)))
+    for start in range(0, na, rows):
+        diff = a[start: start + rows, None, :, None, :].astype(np.float64) - b[None, :, None, :, :]
+        out[start: start + rows] = np.sqrt((diff**2).sum(-1)).min(axis=3).sum(axis=2)
+    return out
+
+
+def distances_2018(centroids: np.ndarray) -> np.ndarray:
+    """The 2018 `mds_embedding` matrix: for i < j, d[i, j] = d[j, i] = the distance FROM i TO j.
+
+    Not the mean of both directions: the 2018 tool computed each pair once, in input order, and
+    mirrored it. Zero diagonal, float64.
+    """
+    upper = np.triu(palette_distances_exact(centroids), 1)
+    return upper + upper.T
+
+
+def cache_namespace(k: int, sample_points: float, seed: int, method: str = "fast") -> str:
+    """The feature-cache namespace of one palette computation (algorithm, parameters, library)."""
+    if method == "2018":
+        import sklearn
+
+        return f"color-2018-sklearn{sklearn.__version__}-k{k}-s{sample_points:g}-seed{seed}"
+    return f"color-{ALGORITHM}-k{k}-s{sample_points:g}-seed{seed}"
+
+
+# name -> (palettes of many images, directed distance matrix of the palettes)
+PALETTE_METHODS: dict[str, tuple[Callable[..., Palettes], Callable[[np.ndarray], np.ndarray]]] = {
+    "fast": (image_palettes, palette_distances),
+    "2018": (palettes_2018, palette_distances_exact),
+}
