@@ -15,6 +15,7 @@
      seeded), and 4 synthetic non-lesion scenes. s1-s4 were used for tuning, s5-s8 were not.
    * gan-short: 60 samples of a short training run (80 steps of 8 at 64x64 on all-160), not used
      for tuning (--skip-gan leaves it out; --gan-samples DIR uses existing samples).
+   * 2018-validation (--set-2018 DIR): the 2018 tool's own validation folder, if given.
    * tuned-506: 120 images drawn from the 506 of (1), the set the first fast method was tuned on.
    Beside it, the reference's own seed-to-seed agreement (KMeans random_state 1 and 2 against 0:
    the ceiling), and against KMeans(n_init=10), the default of scikit-learn 0.19 that the 2018
@@ -184,6 +185,8 @@ def fidelity_sets(tmp: Path, folders: list[Path], args: argparse.Namespace) -> d
     for seed in range(first, last + 1):
         tag = "tuning" if seed <= 4 else "held out"
         sets[f"heldout-aug-s{seed} ({tag})"] = sorted(find_images(augmented_set(tmp / "sets", seed)))
+    if args.set_2018:
+        sets["2018-validation (held out)"] = sorted(find_images(args.set_2018))
     if args.gan_samples:
         sets["gan-short (held out)"] = sorted(find_images(args.gan_samples))
     elif not args.skip_gan:
@@ -259,6 +262,9 @@ def main() -> None:
     parser.add_argument("--sets", default="1-8", help="heldout-aug seeds (1-4 were used for tuning)")
     parser.add_argument("--gan-samples", default=None, help="a folder of GAN samples instead of training one")
     parser.add_argument("--skip-gan", action="store_true")
+    parser.add_argument("--set-2018", default=None,
+                        help="the 2018 tool's own validation folder (img2dist_experiment/color_distance of "
+                             "mapa17/DCGAN: S1-S5 + OtherStuff), if you have it")
     parser.add_argument("--skip-n-init-10", action="store_true")
     parser.add_argument("--skip-2018", action="store_true")
     parser.add_argument("--skip-10k", action="store_true")
