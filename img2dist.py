@@ -61,27 +61,33 @@ def cli() -> None:
 @sample_option
 @seed_option
 @click.option("--symmetric", is_flag=True, help="Average the distances in both directions.")
+@click.option("--method", type=click.Choice(["fast", "2018"]), default="fast", show_default=True,
+              help="fast: batched k-means (this tool's); 2018: scikit-learn's KMeans exactly as the 2018 "
+                   "tool ran it (reproduces its numbers on the same scikit-learn version).")
 @cache_option
 @no_cache_option
 @user_errors
 def distance(src_img: str, dest_img: str, centroids: int, sample_points: float, seed: int, symmetric: bool,
-             cache: str | None, no_cache: bool) -> None:
+             method: str, cache: str | None, no_cache: bool) -> None:
     """Print the distance from SRC_IMG to DEST_IMG.
 
     Each image is quantized to --centroids colors (k-means on RGB in [0, 1], fitted on a random
     --sample-points fraction of its pixels); the distance is the sum, over the centroids of SRC_IMG,
     of the Euclidean distance to the nearest centroid of DEST_IMG. 0 for identical images.
+    --method 2018 computes it exactly as the 2018 tool did (scikit-learn; slower).
 
     \b
-    Example:
+    Examples:
       python img2dist.py distance a.jpg b.jpg --centroids 5 --symmetric
+      python img2dist.py distance a.jpg b.jpg --method 2018
     """
     from dcgan.analysis.cache import FeatureCache
-    from dcgan.analysis.color import image_distance
+    from dcgan.analysis.color import cache_namespace, image_distance
 
     folder = _cache_dir(cache, no_cache)
-    store = FeatureCache(folder, f"color-k{centroids}-s{sample_points:g}-seed{seed}")
-    d = image_distance(Path(src_img), Path(dest_img), centroids, sample_points, seed, symmetric, store)
+    store = FeatureCache(folder, cache_namespace(centroids, sample_points, seed, method))
+    d = image_distance(Path(src_img), Path(dest_img), centroids, sample_points, seed, symmetric, store,
+                       method)
     click.echo(f"{d:.6f}")
 
 
@@ -91,7 +97,8 @@ def distance(src_img: str, dest_img: str, centroids: int, sample_points: float, 
 @click.option("--method", type=click.Choice(list(EMBEDDINGS)), default="mds", show_default=True,
               help="mds and tsne embed the distances; pca the feature vectors.")
 @click.option("--features", type=click.Choice(list(FEATURES)), default="color", show_default=True,
-              help="color: k-means palettes and the 2018 distance; pixels: downscaled images.")
+              help="color: k-means palettes and the 2018 distance; color-2018: the same computed exactly as "
+                   "the 2018 tool did (scikit-learn, slow); pixels: downscaled images.")
 @centroids_option
 @sample_option
 @click.option("--pixel-size", type=click.IntRange(min=2), default=32, show_default=True,
@@ -174,8 +181,9 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
 
     Paired measures (piqa: PSNR, SSIM, MS-GMSD, MDSI, HaarPSI) of every fake against a random real;
     the sliced Wasserstein distance of Laplacian-pyramid patches; k-NN precision and recall; and FID
-    and KID when --inception-weights names a local file (nothing is downloaded). Reals are resized
-    to the fakes' size when they differ.
+    and KID when --inception-weights names a local file (nothing is downloaded). FID/KID take every
+    image from its own size straight to 299x299, as pytorch-fid does; the pixel measures need one
+    size, so both folders go down to the smaller of their sizes (never up), and the report says which.
 
     \b
     Example:

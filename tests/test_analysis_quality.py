@@ -146,6 +146,55 @@ def test_fid_kid_run_with_a_local_random_inception(tmp_path: Path) -> None:
     assert frechet_distance(feats, feats) == pytest.approx(0, abs=1e-9)
 
 
+def _random_fid_inception(path: Path) -> Path:
+    """A seeded random Inception-v3 state_dict in the 1008-class pt_inception layout."""
+    import torch
+    from torchvision.models import inception_v3
+
+    torch.manual_seed(0)
+    net = inception_v3(weights=None, aux_logits=False, init_weights=False, num_classes=1008)
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_fid_takes_each_image_from_its_own_size_as_pytorch_fid(tmp_path: Path) -> None:
+    """Reals 64x64, fakes 90x75: our FID equals pytorch-fid's recipe, not the cross-resized one."""
+    import torch
+    import torch.nn.functional as F
+    from PIL import Image
+    from torchvision.transforms.functional import to_tensor
+
+    from dcgan.analysis.inception import frechet_distance, load_inception
+    from dcgan.images import crop_resize
+
+    weights = _random_fid_inception(tmp_path / "pt_inception-like.pth")
+    reals = [make_image(tmp_path / "reals" / f"r{i}.png", size=(64, 64), seed=i) for i in range(4)]
+    fakes = [make_image(tmp_path / "fakes" / f"f{i}.png", size=(90, 75), seed=10 + i) for i in range(4)]
+    for p in fakes:  # smooth fakes: their look changes with the resizing path
+        Image.open(p).resize((9, 8)).resize((90, 75), Image.Resampling.BILINEAR).save(p)
+    model, _ = load_inception(weights)
+
+    def pytorch_fid_way(images: list[Image.Image]) -> np.ndarray:
+        # pytorch-fid: ToTensor, bilinear straight to 299 (align_corners=False), 2x - 1, pool3.
+        with torch.no_grad():
+            x = torch.stack([F.interpolate(to_tensor(im)[None], size=(299, 299), mode="bilinear",
+                                           align_corners=False)[0] for im in images])
+            return model(2 * x - 1).double().numpy()
+
+    real_imgs = [Image.open(p).convert("RGB") for p in reals]
+    fake_imgs = [Image.open(p).convert("RGB") for p in fakes]
+    expected = frechet_distance(pytorch_fid_way(real_imgs), pytorch_fid_way(fake_imgs))
+    cross = frechet_distance(pytorch_fid_way([crop_resize(im, 90, 75) for im in real_imgs]),
+                             pytorch_fid_way(fake_imgs))
+    report = quality_report(str(tmp_path / "reals"), str(tmp_path / "fakes"),
+                            QualityOptions(metrics=["fid-kid", "psnr"], inception_weights=str(weights)))
+    assert report["fid_kid"]["fid"] == pytest.approx(expected, rel=1e-4)
+    assert abs(cross - expected) > 1e-2 * expected  # the test can tell the two recipes apart
+    # The paired measures need one size: both sets go down to the smaller one, never up.
+    assert report["size"] == [64, 64] and report["fake"]["resized"] == 4 and report["real"]["resized"] == 0
+    assert "64x64" in report["notes"][0] and "FID/KID from each image's own size" in format_quality(report)
+
+
 @pytest.mark.parametrize("n", [20, 300])  # fewer and more samples than dimensions
 def test_frechet_distance_matches_the_textbook_formula(n: int) -> None:
     from dcgan.analysis.inception import frechet_distance

@@ -48,7 +48,21 @@ def test_distance_command(tmp_path: Path, private_cache: Path) -> None:
     sym_ba = float(run("distance", b, a, "--symmetric").output)
     assert sym_ab == sym_ba == pytest.approx((ab + ba) / 2, abs=2e-6)
     assert float(run("distance", a, b, "--centroids", "2", "--no-cache").output) > 0
-    assert list(private_cache.glob("color-k5-*.npz"))
+    assert list(private_cache.glob("color-v3-k5-*.npz"))
+
+
+def test_method_2018_on_the_command_line(tmp_path: Path, groups: list[Path], private_cache: Path) -> None:
+    from dcgan.analysis.color import palette_2018, palette_distances_exact, read_pixels_2018
+
+    a, b = sorted(groups[0].glob("*.png"))[:2]
+    expected = palette_distances_exact(np.stack([palette_2018(read_pixels_2018(p)) for p in (a, b)]))
+    assert float(run("distance", a, b, "--method", "2018").output) == pytest.approx(expected[0, 1], abs=1e-6)
+    assert list(private_cache.glob("color-2018-sklearn*-k5-*.npz"))
+    out = tmp_path / "map2018.png"
+    result = run("embedding", out, *groups, "--features", "color-2018", "--group", "-q")
+    assert result.exit_code == 0, result.output
+    d = np.load(out.with_suffix(".npy"))
+    assert d.dtype == np.float64 and d[0, 1] == pytest.approx(expected[0, 1], rel=1e-12)
 
 
 def test_embedding_writes_plot_csv_npy_json(tmp_path: Path, groups: list[Path]) -> None:

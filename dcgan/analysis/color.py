@@ -5,16 +5,23 @@ random sample of the pixels) and defined the distance from image A to image B as
 centroids, of the Euclidean distance to the closest centroid of B. This module computes the same
 quantity, but for all images together:
 
+* Every image gets the 2018 tool's own random draws: its pixel sample is the first 30% of
+  `sklearn.utils.shuffle(random_state=seed)` (`shuffle_order`), and its greedy k-means++ seeding
+  (scikit-learn's: 2 + int(log k) candidates per center) is driven by the numbers
+  `KMeans(random_state=seed)` draws (`seeding_uniforms`), with float64 cumulative sums, so it picks
+  the reference's seed pixels. That is what makes the fast method agree with the 2018 definition on
+  unseen images (Spearman >= 0.99 on held-out sets, docs/img2dist.md) rather than only on average:
+  a k-means with other random numbers lands in another local minimum on many images.
 * k-means runs batched over every image of a size bucket at once (numpy arrays of shape
-  (channel, image, point)), with k-means++ seeding per image. Lloyd's iterations first run to convergence
-  on a random subset of each image's sample (`COARSE_POINTS`), then a few polishing iterations on the
-  whole sample: the centroids of a few thousand pixels are already within sampling noise of the full
-  fit, so this costs a fraction of full-sample iterations and orders the distances the same way.
-  Whether an image is polished, and when its iterations stop, is decided per image.
-* Every random choice of an image (its pixel sample and its seeding) comes from a generator seeded by
-  (`seed`, the file's content digest), so an image's palette does not depend on which other images
-  are in the run, and cached and freshly computed palettes are identical. The batching only decides
-  what is computed together, never the result: an image quantized alone gets the same palette.
+  (channel, image, point)). Lloyd's iterations first run to convergence on the first
+  `COARSE_POINTS` of each image's (randomly ordered) sample, then `FULL_ITERATIONS` on the whole
+  sample: a fraction of the cost of converging on the whole sample, and the same local minimum on
+  nearly every image. When an image's iterations stop is decided per image.
+* The draws depend only on `seed` and the image's size, so an image's palette does not depend on
+  which other images are in the run, and cached and freshly computed palettes are identical. The
+  batching only decides what is computed together, never the result.
+* `--method 2018` / `--features color-2018` (`palettes_2018`, `distances_2018`) run scikit-learn
+  itself, exactly as the 2018 tool did, for reproducing published 2018 figures.
 * Memory is bounded by sample points, not image count: the images of a chunk are quantized in
   groups of at most `CHUNK_POINTS` sample points (~2 MP of 30% samples: 256 images of 160x160, or
   one 6000x4000 original on its own), and large samples are scored in slices of `ASSIGN_POINTS`.
@@ -27,6 +34,7 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +43,12 @@ from ..errors import UserError
 from ..images import ImageReadError, load_array
 from .cache import FeatureCache, file_digest
 
-COARSE_POINTS = 2048  # Lloyd's iterations to convergence on this many sampled pixels per image ...
-POLISH_ITERATIONS = 2  # ... then this many on the whole sample
-MAX_ITERATIONS = 100
-TOLERANCE = 1e-4  # relative to the sample's variance, as scikit-learn's KMeans
+ALGORITHM = "v3"  # part of the cache namespace: palettes of an older algorithm are not reused
+N_INIT = 1  # k-means++ seedings per image (scikit-learn >= 1.4 runs one); the lowest inertia wins
+COARSE_POINTS = 2048  # Lloyd's iterations to convergence on this many sampled pixels first ...
+FULL_ITERATIONS = 3  # ... then this many on the whole sample
+MAX_ITERATIONS = 300  # scikit-learn's max_iter
+TOLERANCE = 1e-4  # times the mean per-channel variance of the sample, as scikit-learn's KMeans
 CHUNK_IMAGES = 256  # images handed to one worker at a time (10,000 images: 40 chunks) ...
 CHUNK_POINTS = 2**21  # ... quantized together while their samples total at most this many points
 ASSIGN_POINTS = 2**18  # points of one image scored against its centers at a time
@@ -65,20 +75,28 @@ def cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-def image_rng(seed: int, digest: str) -> np.random.Generator:
-    """The random generator of one image: depends on the seed and the file's content only."""
-    return np.random.default_rng([seed, int(digest[:16], 16), int(digest[16:32], 16)])
+@lru_cache(maxsize=8)
+def shuffle_order(n: int, seed: int) -> np.ndarray:
+    """The order in which `sklearn.utils.shuffle(x, random_state=seed)` puts n rows.
+
+    The 2018 tool sampled every image this way (the same permutation for every image of a size):
+    drawing the same pixels as the reference removes the sampling noise from the comparison.
+    """
+    order = np.arange(n)
+    np.random.RandomState(seed).shuffle(order)
+    order.flags.writeable = False
+    return order
 
 
-def sample_pixels(rgb: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """A random `fraction` of the pixels of an (H, W, 3) uint8 image, as float32 RGB in [0, 1].
+def sample_pixels(rgb: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """The 2018 tool's pixel sample of an (H, W, 3) uint8 image, as float32 RGB in [0, 1].
 
-    The sample comes back in random order, so its first n rows are a random subset as well.
+    The first int(fraction * H * W) pixels (at least one) in `shuffle_order`; a random order, so
+    its first n rows are a random subset as well.
     """
     pixels = rgb.reshape(-1, 3)
-    m = min(len(pixels), max(1, round(fraction * len(pixels))))
-    idx = rng.choice(len(pixels), m, replace=False)
-    out = pixels[idx].astype(np.float32)
+    m = min(len(pixels), max(1, int(fraction * len(pixels))))
+    out = pixels[shuffle_order(len(pixels), seed)[:m]].astype(np.float32)
     out *= np.float32(1 / 255)
     return out
 
@@ -86,10 +104,13 @@ def sample_pixels(rgb: np.ndarray, fraction: float, rng: np.random.Generator) ->
 def batched_kmeans(samples: Sequence[np.ndarray], uniforms: np.ndarray, k: int) -> np.ndarray:
     """k-means of many point sets at once; returns centroids (len(samples), k, 3) float32.
 
-    `samples[i]` is an (n_i, 3) float32 array in random order, `uniforms[i]` k numbers in [0, 1)
-    that drive image i's k-means++ seeding. Sets of similar size are padded into one array and
+    `samples[i]` is an (n_i, 3) float32 array in random order, `uniforms[i]` (inits, k) numbers in
+    [0, 1) that drive image i's k-means++ seedings. Sets of similar size are padded into one array and
     processed together; padding points carry zero weight.
     """
+    uniforms = np.asarray(uniforms)
+    if uniforms.ndim == 2:  # one seeding per image
+        uniforms = uniforms[:, None, :]
     out = np.empty((len(samples), k, 3), np.float32)
     order = np.argsort([len(s) for s in samples], kind="stable")
     start = 0
@@ -106,88 +127,173 @@ def batched_kmeans(samples: Sequence[np.ndarray], uniforms: np.ndarray, k: int) 
 
 
 def _kmeans_bucket(samples: list[np.ndarray], uniforms: np.ndarray, k: int) -> np.ndarray:
-    """Batched k-means++ seeding and coarse-to-fine Lloyd's iterations for one size bucket.
+    """Batched k-means for one size bucket: `uniforms` (sets, inits, k) drive the seedings.
 
     Points are stored channel-major, x[c, set, point], zero-padded to the longest set, so that one
     channel of all sets is a contiguous array (what `bincount` wants) and a set's points are a
-    (3, n) matrix (what a matrix product wants).
+    (3, n) matrix (what a matrix product wants). Each seeding runs to convergence on the coarse
+    subset (the seedings of an image are extra sets in the batch); the one of lowest inertia there
+    goes on to convergence on the whole sample. Several seedings avoid most of the poor local
+    minima that a single k-means++ seeding falls into, which is what made us disagree with the
+    2018 definition on images with few distinct colors.
     """
     counts = np.array([len(s) for s in samples])
-    if len(samples) == 1:  # a view, not a copy (a large image is often alone in its bucket)
+    n_sets, inits = uniforms.shape[:2]
+    if n_sets == 1:  # a view, not a copy (a large image is often alone in its bucket)
         x = np.asarray(samples[0], np.float32).T[:, None, :]
     else:
-        x = np.zeros((3, len(samples), counts.max()), np.float32)
+        x = np.zeros((3, n_sets, counts.max()), np.float32)
         for i, s in enumerate(samples):
             x[:, i, : len(s)] = s.T
     coarse = min(COARSE_POINTS, x.shape[2])
-    xc = np.ascontiguousarray(x[:, :, :coarse])
-    # Convergence tolerance relative to each sample's color variance (estimated on the coarse subset).
-    var = np.array([xc[:, i, : min(n, coarse)].var(axis=1).sum() for i, n in enumerate(counts)])
+    cc = np.minimum(counts, coarse)
+    # Convergence tolerance relative to each sample's color variance, as scikit-learn's.
+    var = np.array([x[:, i, :n].var(axis=1, dtype=np.float64).mean() for i, n in enumerate(counts)])
     tol = TOLERANCE * np.maximum(var, 1e-12)
-    centers = _kmeans_plus_plus(xc, np.minimum(counts, coarse), uniforms, k)
-    centers = _lloyd(xc, np.minimum(counts, coarse), centers, MAX_ITERATIONS, tol)
-    # Polish only the samples larger than the coarse subset (decided per image: a sample of <= 2048
-    # points was fitted whole already, whatever the size of its bucket-mates).
-    polish = counts > coarse
-    if polish.all():
-        centers = _lloyd(x, counts, centers, POLISH_ITERATIONS, tol)
-    elif polish.any():
-        xp = np.ascontiguousarray(x[:, polish, : counts[polish].max()])
-        centers[polish] = _lloyd(xp, counts[polish], centers[polish], POLISH_ITERATIONS, tol[polish])
+    # Seeded on the whole sample (the reference's draws pick the same pixels only there), then
+    # Lloyd's iterations on the first `coarse` points of the (randomly ordered) sample.
+    xs = np.repeat(x, inits, axis=1) if inits > 1 else x
+    ci, ti = np.repeat(cc, inits), np.repeat(tol, inits)
+    centers = _kmeans_plus_plus(xs, np.repeat(counts, inits), uniforms.reshape(n_sets * inits, -1), k)
+    xc = np.ascontiguousarray(xs[:, :, :coarse])
+    centers = _lloyd(xc, ci, centers, MAX_ITERATIONS, ti)
+    if inits > 1:
+        best = _inertia(xc, ci, centers).reshape(n_sets, inits).argmin(axis=1)
+        centers = centers.reshape(n_sets, inits, k, 3)[np.arange(n_sets), best]
+    # Then the whole sample, for the samples larger than the coarse subset (decided per image: a
+    # sample of <= COARSE_POINTS points was fitted whole already, whatever its bucket-mates).
+    full = counts > coarse
+    if full.all():
+        centers = _lloyd(x, counts, centers, FULL_ITERATIONS, tol)
+    elif full.any():
+        xp = np.ascontiguousarray(x[:, full, : counts[full].max()])
+        centers[full] = _lloyd(xp, counts[full], centers[full], FULL_ITERATIONS, tol[full])
     return centers
+
+
+def _inertia(x: np.ndarray, counts: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Sum of squared distances of each set's points to their nearest center (float64), (sets,)."""
+    labels = _assign(x, counts, centers)
+    padded = np.concatenate([centers, np.zeros((len(centers), 1, 3), centers.dtype)], axis=1)
+    total = np.zeros(len(centers))
+    for c in range(3):  # padding points are 0 and are assigned the extra zero center: they add 0
+        diff = x[c] - np.take_along_axis(padded[:, :, c], labels, axis=1)
+        total += np.square(diff, dtype=np.float64).sum(axis=1)
+    return total
 
 
 def _assign(x: np.ndarray, counts: np.ndarray, centers: np.ndarray) -> np.ndarray:
     """Index of the nearest center of every point, (sets, points); padding points get index k.
 
     Per set, |c|^2 - 2 c.x for the k centers (the |x|^2 term does not change the nearest center)
-    and a running minimum over them. Elementwise numpy arithmetic rather than a matrix product: BLAS
-    rounds differently depending on memory layout, and an image's palette must not depend on which
-    other images share its batch (cached and fresh palettes must agree, duplicates must match).
+    and a running minimum over them, for many small sets at once (blocks of about `ASSIGN_POINTS`
+    points: per-set numpy calls cost more than the arithmetic for 160x160 images). Elementwise
+    numpy arithmetic rather than a matrix product: BLAS rounds differently depending on memory
+    layout, and an image's palette must not depend on which other images share its batch (cached
+    and fresh palettes must agree, duplicates must match).
     """
     n_sets, k = len(centers), centers.shape[1]
-    labels = np.full((n_sets, x.shape[2]), k, np.int64)
+    n_points = x.shape[2]
+    labels = np.zeros((n_sets, n_points), np.int64)
     minus_2c = centers * np.float32(-2)
     c_sq = (centers**2).sum(-1)
-    for b in range(n_sets):
-        m, m_sq = minus_2c[b], c_sq[b][:, None]
-        for start in range(0, counts[b], ASSIGN_POINTS):  # slices bound the (k, points) scores
-            stop = min(counts[b], start + ASSIGN_POINTS)
-            xb = x[:, b, start:stop]
-            scores = m[:, 0:1] * xb[0]
-            scores += m[:, 1:2] * xb[1]
-            scores += m[:, 2:3] * xb[2]
-            scores += m_sq
-            best, lab = scores[0], labels[b, start:stop]
-            lab[:] = 0
-            for j in range(1, k):
-                closer = scores[j] < best
-                np.minimum(best, scores[j], out=best)
-                lab[closer] = j
+    sets_per_block = max(1, ASSIGN_POINTS // max(n_points, 1))
+    points_per_block = n_points if sets_per_block > 1 else ASSIGN_POINTS
+    for s0 in range(0, n_sets, sets_per_block):
+        s1 = min(n_sets, s0 + sets_per_block)
+        m, m_sq = minus_2c[s0:s1], c_sq[s0:s1]
+        for p0 in range(0, n_points, points_per_block):  # slices bound the (sets, points) scores
+            p1 = min(n_points, p0 + points_per_block)
+            xb = x[:, s0:s1, p0:p1]
+            lab = labels[s0:s1, p0:p1]
+            best = None
+            for j in range(k):
+                scores = m[:, j, 0:1] * xb[0]
+                scores += m[:, j, 1:2] * xb[1]
+                scores += m[:, j, 2:3] * xb[2]
+                scores += m_sq[:, j: j + 1]
+                if best is None:
+                    best = scores
+                    continue
+                closer = scores < best
+                np.minimum(best, scores, out=best)
+                np.putmask(lab, closer, j)
+    labels[np.arange(n_points)[None, :] >= counts[:, None]] = k
     return labels
 
 
-def _kmeans_plus_plus(x: np.ndarray, counts: np.ndarray, uniforms: np.ndarray, k: int) -> np.ndarray:
-    """k-means++ seeding for every point set at once (Arthur and Vassilvitskii 2007).
+def seed_trials(k: int) -> int:
+    """Candidates per greedy k-means++ step: scikit-learn's 2 + int(log k)."""
+    return 2 + int(np.log(k))
 
-    The first center is a uniformly drawn point, each next one a point drawn with probability
-    proportional to its squared distance to the nearest center so far. A set with fewer distinct
-    colors than k gets repeated centers (a flat image has one color, repeated k times).
+
+def seeding_uniforms(k: int, seed: int = 0, n_init: int = 1) -> np.ndarray:
+    """The uniform numbers `KMeans(random_state=seed)` draws for its k-means++ seedings, (n_init, m).
+
+    scikit-learn's greedy k-means++ draws, from `RandomState(seed)`, one number for the first
+    center (`choice`) and `seed_trials(k)` for each next one (`uniform`), and Lloyd's iterations
+    draw none: feeding our seeding the same numbers picks the same pixels as the reference.
+    """
+    m = 1 + (k - 1) * seed_trials(k)
+    return np.random.RandomState(seed).random_sample((n_init, m))
+
+
+@lru_cache(maxsize=8)
+def _uniform_cdf(n: int) -> np.ndarray:
+    """numpy's `RandomState.choice(n, p=ones(n) / n)` cdf, to pick the first center as it does."""
+    cdf = np.full(n, 1.0 / n).cumsum()
+    cdf /= cdf[-1]
+    return cdf
+
+
+def _kmeans_plus_plus(x: np.ndarray, counts: np.ndarray, uniforms: np.ndarray, k: int) -> np.ndarray:
+    """Greedy k-means++ seeding for every point set at once, as scikit-learn's `_kmeans_plusplus`.
+
+    The first center is a uniformly drawn point; for each next one, `trials` candidates are drawn
+    with probability proportional to their squared distance to the nearest center so far, and the
+    one that lowers the potential (sum of those squared distances) most is kept (Arthur and
+    Vassilvitskii 2007). `uniforms` (sets, 1 + (k - 1) * trials) drives the draws; with
+    `seeding_uniforms` they are the reference's own, and the cumulative sums are float64 like its,
+    so that the candidates are the same pixels. A set with fewer distinct colors than k gets
+    repeated centers (a flat image has one color, repeated k times).
     """
     b = np.arange(x.shape[1])
+    trials = max(1, (uniforms.shape[1] - 1) // max(k - 1, 1))
     valid = np.arange(x.shape[2])[None, :] < counts[:, None]
     centers = np.empty((x.shape[1], k, 3), np.float32)
-    pick = first = np.minimum((uniforms[:, 0] * counts).astype(np.int64), counts - 1)
-    closest = np.where(valid, np.float32(np.inf), np.float32(0))
-    for j in range(k):
-        if j:
-            cum = np.cumsum(closest, axis=1)
-            total = cum[:, -1]
-            pick = (cum < (uniforms[:, j] * total)[:, None]).sum(1)
+    first = np.array([min(int(np.searchsorted(_uniform_cdf(int(n)), u, side="right")), int(n) - 1)
+                      for n, u in zip(counts, uniforms[:, 0], strict=True)])
+    centers[:, 0] = x[:, b, first].T
+
+    def sq_dist(c: np.ndarray) -> np.ndarray:
+        # float32 distances (relative error ~1e-7 each, which moves a draw only when it falls that
+        # close to an interval boundary), float64 sums: float32 running sums would drift by ~1e-5
+        # of the total over 7,680 points, enough to pick a neighbouring pixel on a few % of draws.
+        d = np.square(x[0] - c[:, 0, None])
+        d += np.square(x[1] - c[:, 1, None])
+        d += np.square(x[2] - c[:, 2, None])
+        d *= valid
+        return d
+
+    closest = sq_dist(centers[:, 0]).astype(np.float64)
+    for j in range(1, k):
+        cum = np.cumsum(closest, axis=1)
+        total = cum[:, -1]
+        best_potential = np.full(len(b), np.inf)
+        best_closest, best_center = closest, centers[:, 0]
+        for t in range(trials):
+            u = uniforms[:, 1 + (j - 1) * trials + t]
+            pick = (cum < (u * total)[:, None]).sum(1)
             pick = np.where(total > 0, np.minimum(pick, counts - 1), first)
-        centers[:, j] = x[:, b, pick].T
-        sq = ((x - centers[:, j].T[:, :, None]) ** 2).sum(0)
-        np.minimum(closest, np.where(valid, sq, np.float32(0)), out=closest)
+            candidate = x[:, b, pick].T
+            trial = np.minimum(closest, sq_dist(candidate), dtype=np.float64)
+            potential = trial.sum(axis=1)
+            better = potential < best_potential
+            best_potential = np.where(better, potential, best_potential)
+            best_closest = np.where(better[:, None], trial, best_closest)
+            best_center = np.where(better[:, None], candidate, best_center)
+        centers[:, j] = best_center
+        closest = best_closest
     return centers
 
 
@@ -269,7 +375,7 @@ def image_palettes(paths: Sequence[Path], k: int = 5, sample_points: float = 0.3
         samples: list[np.ndarray] = []
         uniforms: list[np.ndarray] = []
         for i in chunk:
-            sample, uniform, err = _load_sample(paths[i], digest_of[i], k, sample_points, seed)
+            sample, uniform, err = _load_sample(paths[i], k, sample_points, seed)
             if sample is None or uniform is None:
                 errors.append(str(err))
                 continue
@@ -316,15 +422,14 @@ def _digest_or_error(path: Path) -> tuple[str | None, str]:
         return None, f"{path}: cannot read ({err.strerror or err})"
 
 
-def _load_sample(path: Path, digest: str, k: int, fraction: float,
+def _load_sample(path: Path, k: int, fraction: float,
                  seed: int) -> tuple[np.ndarray | None, np.ndarray | None, str | None]:
     """Decode one image and draw its pixel sample and seeding numbers (runs in a worker thread)."""
     try:
         rgb = load_array(path)
     except ImageReadError as err:
         return None, None, str(err)
-    rng = image_rng(seed, digest)
-    return sample_pixels(rgb, fraction, rng), rng.random(k), None
+    return sample_pixels(rgb, fraction, seed), seeding_uniforms(k, seed, N_INIT), None
 
 
 def palette_distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -385,10 +490,141 @@ def canonical_vectors(centroids: np.ndarray) -> np.ndarray:
 
 
 def image_distance(src: Path, dest: Path, k: int = 5, sample_points: float = 0.3, seed: int = 0,
-                   symmetric: bool = False, cache: FeatureCache | None = None) -> float:
-    """The 2018 distance from image `src` to image `dest` (or the mean of both directions)."""
-    palettes = image_palettes([src, dest], k, sample_points, seed, cache)
+                   symmetric: bool = False, cache: FeatureCache | None = None, method: str = "fast") -> float:
+    """The 2018 distance from image `src` to image `dest` (or the mean of both directions).
+
+    `method` names an entry of `PALETTE_METHODS`: "fast" (batched k-means) or "2018" (scikit-learn).
+    """
+    if method not in PALETTE_METHODS:
+        raise UserError(f"unknown --method {method!r}; choose from {', '.join(PALETTE_METHODS)}")
+    quantize, distances = PALETTE_METHODS[method]
+    palettes = quantize([src, dest], k, sample_points, seed, cache)
     if palettes.skipped:
         raise UserError(palettes.skipped[0])
-    d = palette_distances(palettes.centroids)
+    d = distances(palettes.centroids)
     return float((d[0, 1] + d[1, 0]) / 2 if symmetric else d[0, 1])
+
+
+# ---------------------------------------------------------------------------------------------------
+# The 2018 computation, exactly (for reproducing published 2018 figures; slow)
+
+
+def read_pixels_2018(path: Path) -> np.ndarray:
+    """An image's pixels as the 2018 tool read them: Pillow, no EXIF rotation, float64 in [0, 1].
+
+    Modes other than RGB (which the 2018 tool refused) are converted to RGB.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            rgb = np.asarray(img if img.mode == "RGB" else img.convert("RGB"), dtype=np.float64)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise ImageReadError(f"{path}: not a readable image ({err})") from None
+    return rgb.reshape(-1, 3) / 255
+
+
+def palette_2018(pixels: np.ndarray, k: int = 5, sample_points: float = 0.3, seed: int = 0) -> np.ndarray:
+    """The 2018 `color_quantization`: scikit-learn's shuffle and KMeans, both with random_state=seed.
+
+    The first int(sample_points * pixels) pixels of `sklearn.utils.shuffle`, then
+    `KMeans(n_clusters=k, random_state=seed)` with this scikit-learn's defaults (the 2018 tool ran
+    0.19, whose n_init was 10; 1.4 and later run one k-means++ seeding). Returns (k, 3) float64.
+    """
+    from sklearn.cluster import KMeans
+    from sklearn.utils import shuffle
+    from threadpoolctl import threadpool_limits
+
+    n = int(len(pixels) * sample_points)
+    if n < k:
+        raise ValueError(f"{n} sampled pixels are fewer than {k} colors")
+    sample = shuffle(pixels, random_state=seed)[:n]
+    # One OpenMP thread: a few thousand points gain nothing from more, and on a busy machine the
+    # spinning threads made 506 images take minutes. The result differs only in the last bits.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return KMeans(n_clusters=k, random_state=seed).fit(sample).cluster_centers_
+
+
+def palettes_2018(paths: Sequence[Path], k: int = 5, sample_points: float = 0.3, seed: int = 0,
+                  cache: FeatureCache | None = None,
+                  progress: Callable[[int], None] | None = None) -> Palettes:
+    """`palette_2018` of every image, one scikit-learn KMeans after the other; float64 centroids.
+
+    Unreadable files, and images with fewer sampled pixels than colors, are skipped and named.
+    The cache namespace must include the scikit-learn version (see `cache_namespace`).
+    """
+    if k < 1:
+        raise UserError(f"--centroids must be at least 1, got {k}")
+    if not 0 < sample_points <= 1:
+        raise UserError(f"--sample-points must be in (0, 1], got {sample_points}")
+    kept: list[int] = []
+    rows: list[np.ndarray] = []
+    digests: list[str] = []
+    skipped: list[str] = []
+    hits = 0
+    for i, path in enumerate(paths):
+        digest, err = _digest_or_error(Path(path))
+        if digest is None:
+            skipped.append(err)
+        else:
+            cached = cache.get([digest])[0] if cache is not None else None
+            hits += cached is not None
+            try:
+                row = cached if cached is not None else palette_2018(read_pixels_2018(Path(path)), k,
+                                                                    sample_points, seed)
+            except ImageReadError as e:
+                skipped.append(str(e))
+            except ValueError as e:
+                skipped.append(f"{path}: {e}")
+            else:
+                if cache is not None and cached is None:
+                    cache.put([digest], [row])
+                kept.append(i)
+                rows.append(np.asarray(row, np.float64))
+                digests.append(digest)
+        if progress is not None:
+            progress(1)
+    if cache is not None:
+        cache.save()
+    centroids = np.stack(rows) if rows else np.empty((0, k, 3))
+    return Palettes([Path(paths[i]) for i in kept], kept, centroids, digests, skipped, hits)
+
+
+def palette_distances_exact(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
+    """`palette_distances` in float64 from coordinate differences (no |u|^2 + |v|^2 - 2 u.v), blocked."""
+    b = a if b is None else b
+    na, k, _ = a.shape
+    nb, kb, _ = b.shape
+    out = np.empty((na, nb))
+    rows = max(1, BLOCK_BYTES // (8 * 3 * k * kb * max(nb, 1)))
+    for start in range(0, na, rows):
+        diff = a[start: start + rows, None, :, None, :].astype(np.float64) - b[None, :, None, :, :]
+        out[start: start + rows] = np.sqrt((diff**2).sum(-1)).min(axis=3).sum(axis=2)
+    return out
+
+
+def distances_2018(centroids: np.ndarray) -> np.ndarray:
+    """The 2018 `mds_embedding` matrix: for i < j, d[i, j] = d[j, i] = the distance FROM i TO j.
+
+    Not the mean of both directions: the 2018 tool computed each pair once, in input order, and
+    mirrored it. Zero diagonal, float64.
+    """
+    upper = np.triu(palette_distances_exact(centroids), 1)
+    return upper + upper.T
+
+
+def cache_namespace(k: int, sample_points: float, seed: int, method: str = "fast") -> str:
+    """The feature-cache namespace of one palette computation (algorithm, parameters, library)."""
+    if method == "2018":
+        import sklearn
+
+        return f"color-2018-sklearn{sklearn.__version__}-k{k}-s{sample_points:g}-seed{seed}"
+    return f"color-{ALGORITHM}-k{k}-s{sample_points:g}-seed{seed}"
+
+
+# name -> (palettes of many images, directed distance matrix of the palettes)
+PALETTE_METHODS: dict[str, tuple[Callable[..., Palettes], Callable[[np.ndarray], np.ndarray]]] = {
+    "fast": (image_palettes, palette_distances),
+    "2018": (palettes_2018, palette_distances_exact),
+}

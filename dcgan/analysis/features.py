@@ -7,6 +7,9 @@ entry. Each function decodes every image at most once, caches its per-image feat
 * color:  the 2018 tool's k-means palette and its sum-of-nearest-centroid distance, symmetrized
           (the mean of both directions) because MDS, t-SNE and the statistics need d(a,b) = d(b,a).
           Vectors (for PCA) are the centroids sorted by luminance.
+* color-2018: the same definition computed exactly as the 2018 tool did (scikit-learn's shuffle and
+          KMeans per image, each pair's distance taken in input order and mirrored): slow, for
+          reproducing published 2018 figures.
 * pixels: each image center-cropped and downscaled to `pixel_size` squared, flattened; distance is
           the root-mean-square pixel difference in [0, 1]. This is the space in which the
           GAN_human_tissue project compared fakes with reals (t-SNE and PCA on pixels): it sees
@@ -25,7 +28,15 @@ import numpy as np
 
 from ..images import ImageReadError, load_array
 from .cache import FeatureCache, file_digest
-from .color import canonical_vectors, cpu_count, image_palettes, palette_distances
+from .color import (
+    cache_namespace,
+    canonical_vectors,
+    cpu_count,
+    distances_2018,
+    image_palettes,
+    palette_distances,
+    palettes_2018,
+)
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -52,7 +63,7 @@ class FeatureSet:
     paths: list[Path]
     index: list[int]  # position of each kept image in the input list
     vectors: np.ndarray  # (N, D) float32, the input of PCA
-    distances: np.ndarray  # (N, N) float32 (10,000 images: 400 MB), symmetric, zero diagonal
+    distances: np.ndarray  # (N, N) float32 (10,000 images: 400 MB; color-2018: float64), symmetric
     description: str  # one line for plot titles and the JSON
     skipped: list[str] = field(default_factory=list)
     cache_hits: int = 0
@@ -67,7 +78,7 @@ def _progress_bar(total: int, desc: str, enabled: bool) -> tqdm:
 
 def color_features(paths: Sequence[Path], opts: FeatureOptions) -> FeatureSet:
     """k-means palettes (`opts.centroids` colors) and the symmetrized 2018 distance."""
-    namespace = f"color-k{opts.centroids}-s{opts.sample_points:g}-seed{opts.seed}"
+    namespace = cache_namespace(opts.centroids, opts.sample_points, opts.seed)
     cache = FeatureCache(opts.cache_dir, namespace, row_shape=(opts.centroids, 3))
     with _progress_bar(len(paths), "color features", opts.progress) as bar:
         palettes = image_palettes(paths, opts.centroids, opts.sample_points, opts.seed, cache, bar.update)
@@ -77,6 +88,23 @@ def color_features(paths: Sequence[Path], opts: FeatureOptions) -> FeatureSet:
     return FeatureSet(palettes.paths, palettes.index, canonical_vectors(palettes.centroids), d,
                       f"color: {opts.centroids} k-means colors on {opts.sample_points:.0%} of the pixels",
                       palettes.skipped, palettes.cache_hits)
+
+
+def color_2018_features(paths: Sequence[Path], opts: FeatureOptions) -> FeatureSet:
+    """The 2018 tool's palettes and distance matrix, computed exactly as it did (scikit-learn; slow).
+
+    For reproducing published 2018 figures: one scikit-learn KMeans per image, and the 2018
+    `mds_embedding` matrix (each pair's distance FROM the earlier image TO the later one, mirrored),
+    float64. Its cache namespace carries the scikit-learn version, whose KMeans defaults decide it.
+    """
+    namespace = cache_namespace(opts.centroids, opts.sample_points, opts.seed, "2018")
+    cache = FeatureCache(opts.cache_dir, namespace, row_shape=(opts.centroids, 3))
+    with _progress_bar(len(paths), "color features (2018, scikit-learn)", opts.progress) as bar:
+        palettes = palettes_2018(paths, opts.centroids, opts.sample_points, opts.seed, cache, bar.update)
+    vectors = canonical_vectors(palettes.centroids.astype(np.float32))
+    return FeatureSet(palettes.paths, palettes.index, vectors, distances_2018(palettes.centroids),
+                      f"color (2018 computation): {opts.centroids} scikit-learn KMeans colors on "
+                      f"{opts.sample_points:.0%} of the pixels", palettes.skipped, palettes.cache_hits)
 
 
 def pixel_features(paths: Sequence[Path], opts: FeatureOptions) -> FeatureSet:
@@ -143,5 +171,6 @@ def rms_distances(vectors: np.ndarray) -> np.ndarray:
 
 FEATURES: dict[str, Callable[[Sequence[Path], FeatureOptions], FeatureSet]] = {
     "color": color_features,
+    "color-2018": color_2018_features,
     "pixels": pixel_features,
 }

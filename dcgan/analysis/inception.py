@@ -10,11 +10,13 @@ Neither torch-fidelity nor torchmetrics is a dependency, so the network is torch
 * Any other Inception-v3 state_dict (e.g. torchvision's ImageNet weights, 1000 classes) runs with
   ImageNet normalization; its FID ranks models consistently but is not comparable to papers.
 
-Features are the 2048-d pool3 activations of images resized to 299x299 (bilinear).
+Features are the 2048-d pool3 activations of images resized from their own size straight to
+299x299 (bilinear), as pytorch-fid does; never first to the other set's size.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -109,9 +111,14 @@ def load_inception(weights: str | Path) -> tuple[torch.nn.Module, bool]:
     return model.eval(), fid_protocol
 
 
-def inception_features(images: np.ndarray, model: torch.nn.Module, fid_protocol: bool,
-                       batch_size: int = 32) -> np.ndarray:
-    """2048-d pool3 features of uint8 images (N, H, W, C), float64."""
+def inception_features(images: np.ndarray | Sequence[np.ndarray], model: torch.nn.Module,
+                       fid_protocol: bool, batch_size: int = 32) -> np.ndarray:
+    """2048-d pool3 features of uint8 images (N, H, W, C), or a list of (H, W, C) of any sizes; float64.
+
+    Every image goes from its own size straight to 299x299 (bilinear, no antialiasing), then to
+    [-1, 1]: what pytorch-fid does (ToTensor, `F.interpolate(..., (299, 299), mode="bilinear",
+    align_corners=False)`, 2x - 1). A batch holds consecutive images of one size.
+    """
     import torch
     import torch.nn.functional as F
 
@@ -119,13 +126,30 @@ def inception_features(images: np.ndarray, model: torch.nn.Module, fid_protocol:
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     out = []
     with torch.no_grad():
-        for s in range(0, len(images), batch_size):
-            x = torch.from_numpy(np.ascontiguousarray(images[s: s + batch_size])).permute(0, 3, 1, 2)
+        for batch in _same_size_batches(images, batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)
             x = x.float().div(255).expand(-1, 3, -1, -1)
             x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
             x = x * 2 - 1 if fid_protocol else (x - mean) / std
             out.append(model(x).double().numpy())
     return np.concatenate(out)
+
+
+def _same_size_batches(images: np.ndarray | Sequence[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Stacks of at most `batch_size` consecutive images that share one size."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        for s in range(0, len(images), batch_size):
+            yield images[s: s + batch_size]
+        return
+    batch: list[np.ndarray] = []
+    for img in images:
+        img = img[..., None] if img.ndim == 2 else img
+        if batch and (img.shape != batch[0].shape or len(batch) == batch_size):
+            yield np.stack(batch)
+            batch = []
+        batch.append(img)
+    if batch:
+        yield np.stack(batch)
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -166,9 +190,9 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 100, 
     return float(np.mean(values)), float(np.std(values))
 
 
-def fid_kid(real: np.ndarray, fake: np.ndarray, weights: str | Path, batch_size: int = 32,
-            seed: int = 0) -> dict[str, Any]:
-    """FID and KID of uint8 image sets with the network in `weights`."""
+def fid_kid(real: np.ndarray | Sequence[np.ndarray], fake: np.ndarray | Sequence[np.ndarray],
+            weights: str | Path, batch_size: int = 32, seed: int = 0) -> dict[str, Any]:
+    """FID and KID of uint8 image sets (arrays, or lists of images of any sizes) with `weights`."""
     model, fid_protocol = load_inception(weights)
     fr = inception_features(real, model, fid_protocol, batch_size)
     ff = inception_features(fake, model, fid_protocol, batch_size)

@@ -345,11 +345,12 @@ class ImageSet:
     """A folder's images decoded at one size, with what happened on the way."""
 
     path: str
-    images: np.ndarray  # (N, H, W, 3) uint8
+    images: np.ndarray  # (N, H, W, 3) uint8, all at one size (the pixel measures)
     paths: list[Path]
     skipped: list[str] = field(default_factory=list)
     original_sizes: dict[str, int] = field(default_factory=dict)  # "WxH" -> count
     resized: int = 0
+    native: list[np.ndarray] = field(default_factory=list)  # each image at its own size (FID/KID)
 
 
 def load_image_set(path: str, size: tuple[int, int] | None = None) -> ImageSet:
@@ -369,17 +370,32 @@ def load_image_set(path: str, size: tuple[int, int] | None = None) -> ImageSet:
     skipped = [d for d in decoded if isinstance(d, str)]
     kept = [(p, d) for p, d in zip(paths, decoded, strict=True) if not isinstance(d, str)]
     sizes = Counter(f"{d.width}x{d.height}" for _, d in kept)
+    s = ImageSet(path, np.empty((0, 0, 0, 3), np.uint8), [p for p, _ in kept], skipped, dict(sizes),
+                 native=[np.asarray(d) for _, d in kept])
     if size is None and kept:
-        w, h = Counter(d.size for _, d in kept).most_common(1)[0][0]
-        size = (w, h)
+        size = most_common_size(s)
+    if size is not None:
+        resize_set(s, size)
+    return s
+
+
+def most_common_size(s: ImageSet) -> tuple[int, int]:
+    """The (W, H) most of the set's images have."""
+    return Counter((a.shape[1], a.shape[0]) for a in s.native).most_common(1)[0][0]
+
+
+def resize_set(s: ImageSet, size: tuple[int, int]) -> None:
+    """Set `s.images` to every image at `size` (W, H): center crop + Lanczos where it differs."""
+    from PIL import Image
+
     arrays, resized = [], 0
-    for _, img in kept:
-        if img.size != size:
-            img = crop_resize(img, *size)
+    for a in s.native:
+        if (a.shape[1], a.shape[0]) != tuple(size):
+            a = np.asarray(crop_resize(Image.fromarray(a), *size))
             resized += 1
-        arrays.append(np.asarray(img))
-    images = np.stack(arrays) if arrays else np.empty((0, 0, 0, 3), np.uint8)
-    return ImageSet(path, images, [p for p, _ in kept], skipped, dict(sizes), resized)
+        arrays.append(a)
+    s.images = np.stack(arrays) if arrays else np.empty((0, 0, 0, 3), np.uint8)
+    s.resized = resized
 
 
 @dataclass
@@ -402,19 +418,25 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
     if unknown:
         raise UserError(f"unknown metric {', '.join(unknown)}; choose from {', '.join(known)}")
     chosen = list(opts.metrics) or list(known)
-    fake = load_image_set(fake_path)
+    fake = load_image_set(fake_path, size=None)
     if len(fake.paths) < 2:
         raise UserError(f"{fake_path}: need at least 2 readable images, found {len(fake.paths)}")
-    w, h = fake.images.shape[2], fake.images.shape[1]
-    real = load_image_set(real_path, (w, h))
+    real = load_image_set(real_path, size=None)
     if len(real.paths) < 2:
         raise UserError(f"{real_path}: need at least 2 readable images, found {len(real.paths)}")
+    # The pixel measures need one size: both sets go DOWN to the smaller of their usual sizes, never
+    # up (upscaling invents detail that SWD and the paired measures would then score). FID/KID take
+    # every image from its own size straight to 299x299, as pytorch-fid and clean-fid do.
+    (wf, hf), (wr, hr) = most_common_size(fake), most_common_size(real)
+    w, h = min(wf, wr), min(hf, hr)
+    resize_set(fake, (w, h))
+    resize_set(real, (w, h))
 
     notes = []
     for s in (real, fake):
         if s.resized:
-            notes.append(f"resized {s.resized} of {len(s.paths)} images in {s.path} to {w}x{h} "
-                         f"(center crop + Lanczos; sizes found: {_sizes(s.original_sizes)})")
+            notes.append(f"resized {s.resized} of {len(s.paths)} images in {s.path} to {w}x{h} for the "
+                         f"pixel measures (center crop + Lanczos; sizes found: {_sizes(s.original_sizes)})")
     report: dict[str, Any] = {
         "real": _set_info(real), "fake": _set_info(fake), "size": [w, h], "notes": notes}
     paired = [m for m in chosen if m in PAIRED_METRICS]
@@ -431,7 +453,7 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
         if opts.inception_weights:
             from .inception import fid_kid
 
-            report["fid_kid"] = fid_kid(real.images, fake.images, opts.inception_weights, opts.batch_size,
+            report["fid_kid"] = fid_kid(real.native, fake.native, opts.inception_weights, opts.batch_size,
                                         opts.seed)
         else:
             report["fid_kid"] = {"skipped": "FID/KID skipped: no --inception-weights FILE given "
@@ -464,7 +486,8 @@ def format_quality(report: dict[str, Any]) -> str:
     """The report as a readable plain-text table."""
     w, h = report["size"]
     lines = [f"real: {report['real']['path']} ({report['real']['images']} images)   "
-             f"fake: {report['fake']['path']} ({report['fake']['images']} images)   compared at {w}x{h}"]
+             f"fake: {report['fake']['path']} ({report['fake']['images']} images)   pixel measures at "
+             f"{w}x{h}; FID/KID from each image's own size"]
     lines += [f"note: {n}" for n in report["notes"]]
     if "paired" in report:
         p = report["paired"]
