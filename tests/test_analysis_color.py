@@ -231,7 +231,8 @@ def _heldout_like(folder: Path) -> list[Path]:
         img = np.array(a) * (1 - yy[..., None]) + np.array(b) * yy[..., None]
         img[(yy - 0.5) ** 2 + (xx - 0.6 - 0.2 * i) ** 2 < 0.05] = (250, 250, 250)
         Image.fromarray(img.astype(np.uint8)).save(folder / "sets" / f"scene{i}.png")
-    return sorted(p for p in (folder / "sets").rglob("*") if p.suffix in {".jpg", ".png"})  # not AUGMENTED.txt
+    # Images only: augment also leaves its AUGMENTED.txt marker in each output folder.
+    return sorted(p for p in (folder / "sets").rglob("*") if p.suffix in {".jpg", ".png"})
 
 
 def test_sample_is_the_2018_shuffle() -> None:
