@@ -10,7 +10,8 @@ quality`: the sliced Wasserstein distance on Laplacian-pyramid patches (x 1e3, l
 k-NN precision/recall on 16x16 downscaled pixels, the top-band power-spectrum ratio (1 = like the
 reals) and the classifier two-sample test (5-fold held-out accuracy, 0.5 = indistinguishable; a few
 CPU minutes per run, `--no-c2st` skips it), with two halves of the reals as the reference of both.
-`--train-args "--upsample blur"` adds flags to every training run (`--label` names them). The
+`--train-args "--upsample blur"` adds flags to every training run (`--label` names them);
+`--score FAKES...` scores existing folders of generated images instead of training. The
 overview grids of the runs (seed 0) are copied to docs/images/ for the README. When
 ../shared/data/seed-dcgan-100k exists, the 54 samples of the 2018 DCGAN after 100k GPU steps are
 scored the same way beside 54 of ours (the quality anchor).
@@ -78,6 +79,8 @@ def main() -> None:
                     help='extra training flags for every run, e.g. "--upsample blur"')
     ap.add_argument("--label", default="", help="suffix of the run names and grids for --train-args")
     ap.add_argument("--no-c2st", action="store_true", help="skip the classifier two-sample test")
+    ap.add_argument("--score", nargs="+", default=None, metavar="FAKES",
+                    help="only score these folders of generated images (no training)")
     args = ap.parse_args()
     data = SHARED / "isic" / "all-64"
     if not data.is_dir():
@@ -85,6 +88,13 @@ def main() -> None:
     real = load_image_set(str(data), (64, 64))
     print(f"real: {data} ({len(real.images)} images at 64x64); {args.steps} steps of {args.batch} per run")
     print(reference(real, not args.no_c2st), flush=True)
+    if args.score:
+        for folder in args.score:
+            s = score(real, Path(folder), not args.no_c2st)
+            print(f"{folder}: SWD {s['swd']:.1f}  precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
+                  f"spectrum {s['spectrum']:.3f}" + (f"  C2ST {s['c2st']:.3f}" if "c2st" in s else ""),
+                  flush=True)
+        return
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="isic-gan-quality-"))
     results: dict[str, list[dict[str, float]]] = {}
     for seed in args.seeds.split(","):
