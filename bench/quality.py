@@ -86,7 +86,8 @@ def main() -> None:
     if not data.is_dir():
         data = REPO / "training_data"
     real = load_image_set(str(data), (64, 64))
-    print(f"real: {data} ({len(real.images)} images at 64x64); {args.steps} steps of {args.batch} per run")
+    print(f"real: {data} ({len(real.images)} images at 64x64)"
+          + ("" if args.score else f"; {args.steps} steps of {args.batch} per run"))
     print(reference(real, not args.no_c2st), flush=True)
     if args.score:
         for folder in args.score:
