@@ -173,28 +173,44 @@ def embedding(output_image: str, image_path: tuple[str, ...], method: str, featu
 @click.option("--inception-weights", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Local Inception-v3 state_dict for FID/KID (pt_inception-2015-12-05 for comparable FIDs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--c2st", is_flag=True,
+              help="Also run the classifier two-sample test: a small CNN trained to tell fakes from reals "
+                   "(k-fold held-out accuracy; 0.5 = indistinguishable), and reals vs reals. Minutes on "
+                   "a CPU.")
+@click.option("--c2st-folds", type=click.IntRange(min=2), default=5, show_default=True,
+              help="Cross-validation folds of the two-sample test.")
+@click.option("--c2st-epochs", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Training epochs of each fold's classifier.")
+@click.option("--figures", type=click.Path(file_okay=False), default=None,
+              help="Folder for spectrum.png (power spectra) and, with --c2st, c2st_surest_fakes.png.")
 @seed_option
 @user_errors
 def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, pr_k: int, pr_feature: str,
-            inception_weights: str | None, batch_size: int, seed: int) -> None:
+            inception_weights: str | None, batch_size: int, c2st: bool, c2st_folds: int, c2st_epochs: int,
+            figures: str | None, seed: int) -> None:
     """Measure how much the images in FAKE_PATH look like those in REAL_PATH.
 
     Paired measures (piqa: PSNR, SSIM, MS-GMSD, MDSI, HaarPSI) of every fake against a random real;
-    the sliced Wasserstein distance of Laplacian-pyramid patches; k-NN precision and recall; and FID
-    and KID when --inception-weights names a local file (nothing is downloaded). FID/KID take every
-    image from its own size straight to 299x299, as pytorch-fid does; the pixel measures need one
-    size, so both folders go down to the smaller of their sizes (never up), and the report says which.
+    the sliced Wasserstein distance of Laplacian-pyramid patches; k-NN precision and recall; the
+    top-band ratio of the power spectra (up-sampling artifacts); FID and KID when --inception-weights
+    names a local file (nothing is downloaded); with --c2st, a classifier two-sample test. FID/KID
+    take every image from its own size straight to 299x299, as pytorch-fid does; the pixel measures
+    need one size, so both folders go down to the smaller of their sizes (never up), and the report
+    says which.
 
     \b
     Example:
       python img2dist.py quality training_data generated/ --json quality.json
+      python img2dist.py quality reals/ fakes/ --c2st --figures quality-figures/
     """
+    from dcgan.analysis.c2st import C2STOptions
     from dcgan.analysis.quality import QualityOptions, format_quality, quality_report
     from dcgan.files import write_json
 
     report = quality_report(real_path, fake_path, QualityOptions(
         metrics=comma_list(metrics), seed=seed, pr_k=pr_k, pr_feature=pr_feature,
-        inception_weights=inception_weights, batch_size=batch_size))
+        inception_weights=inception_weights, batch_size=batch_size, figures=figures,
+        c2st=C2STOptions(folds=c2st_folds, epochs=c2st_epochs, seed=seed) if c2st else None))
     for side in ("real", "fake"):
         for message in report[side]["skipped"]:
             click.echo(f"skipped {message}", err=True)

@@ -6,10 +6,15 @@ Run from the repository root:  .venv/bin/python bench/quality.py [--steps 2000] 
 Trains at 64x64 on ../shared/data/isic/all-64 (398 real ISIC images; falls back to the 54 of
 training_data/, resized) with the same CPU budget for each preset (same steps and batch), two seeds
 each, then scores 400 generated images against the reals with the measures of `img2dist.py
-quality`: the sliced Wasserstein distance on Laplacian-pyramid patches (x 1e3, lower is better) and
-k-NN precision/recall on 16x16 downscaled pixels. The overview grids of the runs (seed 0) are copied
-to docs/images/ for the README. When ../shared/data/seed-dcgan-100k exists, the 54 samples of the
-2018 DCGAN after 100k GPU steps are scored the same way beside 54 of ours (the quality anchor).
+quality`: the sliced Wasserstein distance on Laplacian-pyramid patches (x 1e3, lower is better),
+k-NN precision/recall on 16x16 downscaled pixels, the top-band power-spectrum ratio (1 = like the
+reals) and the classifier two-sample test (5-fold held-out accuracy, 0.5 = indistinguishable; a few
+CPU minutes per run, `--no-c2st` skips it), with two halves of the reals as the reference of both.
+`--train-args "--upsample blur"` adds flags to every training run (`--label` names them);
+`--score FAKES...` scores existing folders of generated images instead of training. The
+overview grids of the runs (seed 0) are copied to docs/images/ for the README. When
+../shared/data/seed-dcgan-100k exists, the 54 samples of the 2018 DCGAN after 100k GPU steps are
+scored the same way beside 54 of ours (the quality anchor).
 """
 
 from __future__ import annotations
@@ -26,7 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from dcgan.analysis.c2st import C2STOptions, c2st_report, two_sample_test  # noqa: E402
 from dcgan.analysis.quality import load_image_set, pr_features, precision_recall, sliced_wasserstein  # noqa: E402
+from dcgan.analysis.spectrum import spectrum_report  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 DOCS = REPO / "docs" / "images"
@@ -36,11 +43,28 @@ def cli(*args: object) -> None:
     subprocess.run([sys.executable, *map(str, args)], check=True, cwd=REPO)
 
 
-def score(real: object, fake_dir: Path) -> dict[str, float]:
+def score(real: object, fake_dir: Path, c2st: bool = True) -> dict[str, float]:
     fake = load_image_set(str(fake_dir), (64, 64)).images
-    swd = sliced_wasserstein(real.images, fake)["mean"]  # type: ignore[attr-defined]
-    precision, recall = precision_recall(pr_features(real.images), pr_features(fake))  # type: ignore[attr-defined]
-    return {"swd": swd, "precision": precision, "recall": recall}
+    reals = real.images  # type: ignore[attr-defined]
+    swd = sliced_wasserstein(reals, fake)["mean"]
+    precision, recall = precision_recall(pr_features(reals), pr_features(fake))
+    out = {"swd": swd, "precision": precision, "recall": recall,
+           "spectrum": spectrum_report(reals, fake)["top_band_ratio"]}
+    if c2st:
+        out["c2st"] = two_sample_test(reals, fake, C2STOptions())["accuracy"]
+    return out
+
+
+def reference(real: object, c2st: bool = True) -> str:
+    """What indistinguishable scores: two halves of the reals against each other."""
+    reals = real.images  # type: ignore[attr-defined]
+    spec = spectrum_report(reals, reals)["real_halves"]
+    line = f"reals vs reals: spectrum ratio of halves {spec['min']:.3f} - {spec['max']:.3f}"
+    if c2st:
+        r = c2st_report(reals, reals, C2STOptions(surest=0))["real_vs_real"]
+        line += (f"; C2ST {r['accuracy']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] "
+                 f"({r['images_per_set']} vs {r['images_per_set']})")
+    return line
 
 
 def main() -> None:
@@ -51,38 +75,57 @@ def main() -> None:
     ap.add_argument("--presets", default="classic,small-data")
     ap.add_argument("--images", type=int, default=400, help="generated images scored per run")
     ap.add_argument("--keep", default=None, help="folder to keep the run folders in")
+    ap.add_argument("--train-args", default="",
+                    help='extra training flags for every run, e.g. "--upsample blur"')
+    ap.add_argument("--label", default="", help="suffix of the run names and grids for --train-args")
+    ap.add_argument("--no-c2st", action="store_true", help="skip the classifier two-sample test")
+    ap.add_argument("--score", nargs="+", default=None, metavar="FAKES",
+                    help="only score these folders of generated images (no training)")
     args = ap.parse_args()
     data = SHARED / "isic" / "all-64"
     if not data.is_dir():
         data = REPO / "training_data"
     real = load_image_set(str(data), (64, 64))
-    print(f"real: {data} ({len(real.images)} images at 64x64); {args.steps} steps of {args.batch} per run")
+    print(f"real: {data} ({len(real.images)} images at 64x64)"
+          + ("" if args.score else f"; {args.steps} steps of {args.batch} per run"))
+    print(reference(real, not args.no_c2st), flush=True)
+    if args.score:
+        for folder in args.score:
+            s = score(real, Path(folder), not args.no_c2st)
+            print(f"{folder}: SWD {s['swd']:.1f}  precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
+                  f"spectrum {s['spectrum']:.3f}" + (f"  C2ST {s['c2st']:.3f}" if "c2st" in s else ""),
+                  flush=True)
+        return
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="isic-gan-quality-"))
     results: dict[str, list[dict[str, float]]] = {}
     for seed in args.seeds.split(","):
         for preset in args.presets.split(","):
-            run = work / f"{preset}-seed{seed}"
+            name = f"{preset}{'-' + args.label if args.label else ''}"
+            run = work / f"{name}-seed{seed}"
             t0 = time.perf_counter()
             cli("gancontrol.py", "training", data, args.steps, args.batch, run, "--resolution", 64,
-                "--preset", preset, "--seed", seed, "--quiet", "--overwrite")
+                "--preset", preset, "--seed", seed, "--quiet", "--overwrite", *args.train_args.split())
             minutes = (time.perf_counter() - t0) / 60
-            fakes = work / f"{preset}-seed{seed}-fakes"
+            fakes = work / f"{name}-seed{seed}-fakes"
             shutil.rmtree(fakes, ignore_errors=True)
             cli("gancontrol.py", "generate", run, args.images, fakes, "--quiet")
-            s = score(real, fakes)
+            s = score(real, fakes, not args.no_c2st)
             results.setdefault(preset, []).append(s)
-            print(f"{preset:>10} seed {seed}: SWD {s['swd']:7.1f}  precision {s['precision']:.3f}  "
-                  f"recall {s['recall']:.3f}  ({minutes:.1f} min)", flush=True)
+            print(f"{name:>10} seed {seed}: SWD {s['swd']:7.1f}  precision {s['precision']:.3f}  "
+                  f"recall {s['recall']:.3f}  spectrum {s['spectrum']:.3f}"
+                  + (f"  C2ST {s['c2st']:.3f}" if "c2st" in s else "") + f"  ({minutes:.1f} min)", flush=True)
             if seed == args.seeds.split(",")[0]:
                 DOCS.mkdir(parents=True, exist_ok=True)
-                overview = work / f"{preset}-overview"
+                overview = work / f"{name}-overview"
                 cli("gancontrol.py", "generate", run, 64, overview, "--overview", "--quiet")
                 grid = next(overview.glob("overview_*.png"))
-                shutil.copyfile(grid, DOCS / f"quality_{preset}.png")
-    print("\npreset       SWD (mean of seeds)  precision  recall")
+                shutil.copyfile(grid, DOCS / f"quality_{name}.png")
+    print("\npreset       SWD (mean of seeds)  precision  recall  spectrum   C2ST")
     for preset, rs in results.items():
-        swd, p, r = (statistics.mean(x[k] for x in rs) for k in ("swd", "precision", "recall"))
-        print(f"{preset:>10}  {swd:19.1f}  {p:9.3f}  {r:6.3f}")
+        swd, p, r, sp = (statistics.mean(x[k] for x in rs)
+                         for k in ("swd", "precision", "recall", "spectrum"))
+        c2st = f"{statistics.mean(x['c2st'] for x in rs):6.3f}" if "c2st" in rs[0] else "   n/a"
+        print(f"{preset:>10}  {swd:19.1f}  {p:9.3f}  {r:6.3f}  {sp:8.3f}  {c2st}")
     if {"classic", "small-data"} <= results.keys():
         ratio = statistics.mean(r["swd"] for r in results["small-data"]) / statistics.mean(
             r["swd"] for r in results["classic"])
@@ -96,7 +139,8 @@ def main() -> None:
         seed_set = load_image_set(str(anchor), (64, 64))
         n = len(seed_set.images)
         last = args.presets.split(",")[-1]
-        ours = load_image_set(str(work / f"{last}-seed{args.seeds.split(',')[0]}-fakes"), (64, 64)).images[:n]
+        last_run = f"{last}{'-' + args.label if args.label else ''}-seed{args.seeds.split(',')[0]}"
+        ours = load_image_set(str(work / f"{last_run}-fakes"), (64, 64)).images[:n]
         swd_2018 = sliced_wasserstein(real.images, seed_set.images)["mean"]
         swd_ours = sliced_wasserstein(real.images, ours)["mean"]
         print(f"anchor, {n} images each against the reals: 2018 DCGAN after 100k GPU steps "

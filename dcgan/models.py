@@ -92,8 +92,16 @@ def _resize_up(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)]
 
 
+def _blur_up(c_in: int, c_out: int) -> list[nn.Module]:
+    # Bilinear x2 is zero insertion followed by the [1, 3, 3, 1] low-pass filter of StyleGAN2's
+    # upfirdn2d (edges clamped instead of zero-padded): it removes the copies of the spectrum that
+    # nearest-neighbour x2 leaves at the highest frequencies, a candidate source of periodic texture.
+    return [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)]
+
+
 # How the generator doubles its feature maps (name -> layers for c_in -> c_out channels).
-UPSAMPLING = {"transpose": _transpose_up, "resize": _resize_up}
+UPSAMPLING = {"transpose": _transpose_up, "resize": _resize_up, "blur": _blur_up}
 
 
 class Generator(nn.Module):

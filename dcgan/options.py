@@ -74,7 +74,8 @@ class TrainOptions:
     d_channels: int = opt(64, "discriminator width (channels of its first layer)", 1)
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
-                        "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts)")
+                        "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
+                        "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
                      "spread, against partial mode collapse", 0)
     loss: str = opt("bce", "a name from dcgan.losses.LOSSES")

@@ -134,3 +134,20 @@ def test_minibatch_std_takes_any_batch_size(batch: int) -> None:
     assert D(torch.randn(batch, 3, 32, 32)).shape == (batch,)
     assert sum(p.numel() for p in D.parameters()) == (
         sum(p.numel() for p in Discriminator(32, width=8).parameters()) + 4 * 4)  # one more input map
+
+
+def test_blur_upsampling_is_zero_insertion_and_the_stylegan2_low_pass() -> None:
+    # `--upsample blur`'s bilinear x2 equals StyleGAN2's upfirdn2d with the [1, 3, 3, 1] filter
+    # (zero insertion, separable filter, gain 4) away from the borders, which bilinear clamps.
+    up = Generator(32, 16, 8, 3, upsample="blur").main[3]
+    x = torch.randn(2, 3, 8, 8)
+    zeros = torch.zeros(2, 3, 16, 16)
+    zeros[..., ::2, ::2] = x
+    k = torch.tensor([1.0, 3.0, 3.0, 1.0]) / 4
+    kernel = (k[:, None] * k[None, :]).expand(3, 1, 4, 4)
+    upfirdn = torch.nn.functional.conv2d(torch.nn.functional.pad(zeros, (2, 1, 2, 1)), kernel, groups=3)
+    assert torch.allclose(up(x)[..., 2:-2, 2:-2], upfirdn[..., 2:-2, 2:-2], atol=1e-6)
+    G = Generator(64, 16, 8, 3, upsample="blur")
+    assert G(torch.randn(2, 16)).shape == (2, 3, 64, 64)
+    assert sum(p.numel() for p in G.parameters()) == sum(
+        p.numel() for p in Generator(64, 16, 8, 3, upsample="resize").parameters())

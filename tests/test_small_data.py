@@ -102,6 +102,10 @@ def test_eval_every_logs_quality_and_keeps_best(tmp_path: Path) -> None:
     evals = [r for r in map(json.loads, (out / "stats.jsonl").read_text().splitlines()) if "swd" in r]
     assert [e["step"] for e in evals] == [2, 4]
     assert all(e["swd"] > 0 and 0 <= e["precision"] <= 1 and 0 <= e["recall"] <= 1 for e in evals)
+    # A 4-step G is far from the reals: its fine detail is not theirs (4.5x their top-band power
+    # when measured), and a classifier tells them apart; the classifier runs only at the end.
+    assert all(e["spectrum_ratio"] > 2 for e in evals)
+    assert "c2st_accuracy" not in evals[0] and evals[1]["c2st_accuracy"] > 0.7
     best = min(evals, key=lambda e: e["swd"])
     assert load_checkpoint(out / "best.pt")["step"] == best["step"]
     assert "SWD" in (out / "log.txt").read_text()

@@ -406,9 +406,11 @@ class QualityOptions:
     pr_feature: str = "pixels"
     inception_weights: str | None = None
     batch_size: int = 32
+    c2st: Any = None  # a c2st.C2STOptions to run the classifier two-sample test (minutes), else None
+    figures: str | None = None  # folder for the spectrum plot and the C2ST's surest-fakes grid
 
 
-DISTRIBUTION_METRICS = ("swd", "precision-recall", "fid-kid")
+DISTRIBUTION_METRICS = ("swd", "precision-recall", "spectrum", "fid-kid")
 
 
 def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict[str, Any]:
@@ -449,6 +451,7 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
             report["swd"] = {"error": str(err)}
     if "precision-recall" in chosen:
         report["precision_recall"] = _pr_entry(real.images, fake.images, opts)
+    _artifact_entries(report, real, fake, chosen, opts)
     if "fid-kid" in chosen:
         if opts.inception_weights:
             from .inception import fid_kid
@@ -459,6 +462,27 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
             report["fid_kid"] = {"skipped": "FID/KID skipped: no --inception-weights FILE given "
                                             "(nothing is downloaded at run time)"}
     return report
+
+
+def _artifact_entries(report: dict[str, Any], real: ImageSet, fake: ImageSet, chosen: list[str],
+                      opts: QualityOptions) -> None:
+    """The spectral ratio (`spectrum.py`) and, with opts.c2st, the classifier test (`c2st.py`)."""
+    figures = Path(opts.figures) if opts.figures else None
+    if figures:
+        figures.mkdir(parents=True, exist_ok=True)
+    if "spectrum" in chosen:
+        from .spectrum import spectrum_plot, spectrum_report
+
+        report["spectrum"] = spectrum_report(real.images, fake.images, opts.seed)
+        if figures:
+            report["spectrum"]["plot"] = str(spectrum_plot(report["spectrum"], figures / "spectrum.png"))
+    if opts.c2st is not None:
+        from .c2st import c2st_report, surest_grid
+
+        report["c2st"] = c2st_report(real.images, fake.images, opts.c2st, [str(p) for p in fake.paths])
+        if figures:
+            grid = surest_grid(fake.images, report["c2st"], figures / "c2st_surest_fakes.png")
+            report["c2st"]["grid"] = str(grid)
 
 
 def _pr_entry(real: np.ndarray, fake: np.ndarray, opts: QualityOptions) -> dict[str, Any]:
@@ -513,6 +537,14 @@ def format_quality(report: dict[str, Any]) -> str:
         lines.append(f"  n/a: {pr['error']}" if "error" in pr else
                      f"  precision {pr['precision']:.3f} (fakes inside the real manifold)   "
                      f"recall {pr['recall']:.3f} (reals covered by the fakes)")
+    if "spectrum" in report:
+        from .spectrum import format_spectrum
+
+        lines += ["", *format_spectrum(report["spectrum"])]
+    if "c2st" in report:
+        from .c2st import format_c2st
+
+        lines += ["", *format_c2st(report["c2st"])]
     if "fid_kid" in report:
         f = report["fid_kid"]
         lines.append("")

@@ -1,5 +1,9 @@
 """Quality while training: SWD and k-NN precision/recall of the EMA generator against the reals.
 
+Each evaluation also logs the top-band power-spectrum ratio (`spectrum_ratio`, 1 = as much fine
+detail as the reals; cheap), and the last one of a run a small classifier two-sample test
+(`c2st_accuracy`: 3 folds, 8 epochs, no reals-vs-reals reference; tens of seconds on a CPU).
+
 Uses the same functions as `img2dist.py quality` (dcgan.analysis.quality), on a fixed subset of
 the training images and fixed latents, so the numbers of successive evaluations are comparable and
 the lowest SWD marks the best checkpoint (`best.pt`).
@@ -13,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..analysis.c2st import C2STOptions, two_sample_test
 from ..analysis.quality import pr_features, precision_recall, sliced_wasserstein
+from ..analysis.spectrum import band_ratio, mean_power
 from ..generate import latents_for_seeds
 from .runlog import to_uint8
 from .trainer import Trainer
@@ -30,6 +36,8 @@ class Evaluator:
         idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(opts.seed + 7))[:n]
         self.real = data.batch(idx).permute(0, 2, 3, 1).numpy()  # (N, H, W, C) uint8
         self.real_feats = pr_features(self.real)
+        self.real_power = mean_power(self.real)
+        self.c2st = C2STOptions(folds=3, epochs=8, seed=opts.seed, reference=False, surest=0)
         self.labels = data.labels[idx] if trainer.num_classes else None
         self.z = latents_for_seeds(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n), opts.z_dim)
         self.best_swd = float("inf")
@@ -39,8 +47,11 @@ class Evaluator:
         fake = to_uint8(trainer.sample(self.z, self.labels)).permute(0, 2, 3, 1).numpy()
         swd = sliced_wasserstein(self.real, fake)
         precision, recall = precision_recall(self.real_feats, pr_features(fake))
-        return {"step": trainer.step, "swd": swd["mean"], "precision": precision, "recall": recall,
-                "eval_images": len(fake), "eval_seconds": time.perf_counter() - t0}
+        record = {"step": trainer.step, "swd": swd["mean"], "precision": precision, "recall": recall,
+                  "spectrum_ratio": band_ratio(mean_power(fake), self.real_power)}
+        if trainer.step >= trainer.opts.steps and min(len(fake), len(self.real)) >= self.c2st.folds:
+            record["c2st_accuracy"] = two_sample_test(self.real, fake, self.c2st)["accuracy"]
+        return {**record, "eval_images": len(fake), "eval_seconds": time.perf_counter() - t0}
 
     def is_best(self, record: dict[str, Any]) -> bool:
         if np.isfinite(record["swd"]) and record["swd"] < self.best_swd:

@@ -1,0 +1,99 @@
+"""dcgan.analysis.c2st: the classifier two-sample test on tiny synthetic image sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dcgan.analysis.c2st import C2STOptions, c2st_report, surest_grid, two_sample_test
+from dcgan.errors import UserError
+
+FAST = C2STOptions(folds=3, epochs=15, batch_size=16, seed=0, width=8)
+
+
+def blobs(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
+    """Smooth random color fields with mild noise: one distribution, many different images."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        cy, cx, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.15, 0.4)
+        disk = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))[..., None]
+        skin, lesion = rng.uniform(150, 220, 3), rng.uniform(40, 120, 3)
+        img = skin * (1 - disk) + lesion * disk + rng.normal(0, 6, (size, size, 3))
+        out[i] = np.clip(img, 0, 255)
+    return out
+
+
+def with_checkerboard(images: np.ndarray, amplitude: int = 20) -> np.ndarray:
+    size = images.shape[1]
+    board = ((np.indices((size, size)).sum(0) % 2) * 2 - 1)[None, :, :, None] * amplitude
+    return np.clip(images.astype(int) + board, 0, 255).astype(np.uint8)
+
+
+def test_same_distribution_is_near_chance_and_a_texture_is_caught() -> None:
+    reals, more_reals = blobs(45, seed=1), blobs(45, seed=2)
+    same = two_sample_test(reals, more_reals, FAST)
+    assert same["images_per_set"] == 45 and len(same["prob_b"]) == 45
+    assert abs(same["accuracy"] - 0.5) < 0.15
+    assert same["p_value"] > 0.01
+    different = two_sample_test(reals, with_checkerboard(blobs(45, seed=3)), FAST)
+    assert different["accuracy"] > 0.9 and different["p_value"] < 1e-6
+    low, high = different["ci"]
+    assert low < different["accuracy"] <= high and high - low < 0.2
+
+
+def test_same_seed_same_result_and_larger_set_is_subsampled() -> None:
+    a, b = blobs(20, seed=4), blobs(30, seed=5)
+    opts = C2STOptions(folds=3, epochs=3, batch_size=16, seed=0, width=8)
+    first, again = two_sample_test(a, b, opts), two_sample_test(a, b, opts)
+    assert first == again
+    assert first["images_per_set"] == 20 and len(set(first["index_b"])) == 20 and max(first["index_b"]) < 30
+    other = two_sample_test(a, b, C2STOptions(folds=3, epochs=3, batch_size=16, seed=1, width=8))
+    assert other["prob_b"] != first["prob_b"]
+
+
+def test_report_reference_and_surest_grid(tmp_path: Path) -> None:
+    reals, fakes = blobs(30, seed=6), blobs(30, seed=7)
+    fakes[:5] = with_checkerboard(fakes[:5], 60)  # five obvious fakes among plausible ones
+    opts = C2STOptions(folds=3, epochs=15, batch_size=16, seed=0, width=8, surest=6)
+    report = c2st_report(reals, fakes, opts, [f"f{i}.png" for i in range(30)])
+    assert set(report) >= {"fake_vs_real", "real_vs_real", "surest_fakes", "method"}
+    assert report["real_vs_real"]["images_per_set"] == 15
+    surest = report["surest_fakes"]
+    assert len(surest) == 6 and surest[0]["prob_fake"] >= surest[-1]["prob_fake"]
+    assert {s["index"] for s in surest[:5]} == set(range(5))  # the planted ones come first
+    assert surest[0]["file"] == f"f{surest[0]['index']}.png"
+    grid = np.asarray(Image.open(surest_grid(fakes, report, tmp_path / "grid.png")))
+    assert grid.shape == (2 + 2 * 18, 2 + 3 * 18, 3)  # 6 images of 16 px, 3 per row, 2 px padding
+    assert np.array_equal(grid[2:18, 2:18], fakes[surest[0]["index"]])
+
+
+def test_too_few_images_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="at least 3 images per set"):
+        two_sample_test(blobs(2), blobs(5), FAST)
+
+
+def test_quality_command_with_c2st_writes_json_and_figures(tmp_path: Path) -> None:
+    import img2dist
+
+    for name, images in (("reals", blobs(12, seed=8)), ("fakes", with_checkerboard(blobs(12, seed=9)))):
+        (tmp_path / name).mkdir()
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(tmp_path / name / f"{i}.png")
+    out = CliRunner().invoke(img2dist.cli, [
+        "quality", str(tmp_path / "reals"), str(tmp_path / "fakes"), "--metrics", "swd,spectrum", "--c2st",
+        "--c2st-folds", "3", "--c2st-epochs", "2", "--figures", str(tmp_path / "fig"),
+        "--json", str(tmp_path / "q.json")])
+    assert out.exit_code == 0, out.output
+    assert "classifier two-sample test" in out.output and "reals vs reals" in out.output
+    assert "top-band power ratio" in out.output
+    report = json.loads((tmp_path / "q.json").read_text())
+    assert report["c2st"]["fake_vs_real"]["images_per_set"] == 12
+    assert Path(report["c2st"]["grid"]).is_file() and Path(report["spectrum"]["plot"]).is_file()
+    assert report["spectrum"]["top_band_ratio"] > 2
