@@ -294,6 +294,30 @@ def test_disk_full_during_transform(small_disk: Path, tmp_path: Path) -> None:
         Image.open(written).load()
 
 
+def test_disk_full_during_a_download(small_disk: Path) -> None:
+    from PIL import Image
+
+    from tests.fake_isic import FakeIsicServer
+
+    out = small_disk / "orig"
+    with FakeIsicServer(n_images=30) as server:
+        fill(small_disk, 12 * 1024)  # room for a few ~2 KB images and their records, not for 30
+        result = subprocess.run([sys.executable, str(REPO / "isic_dataset.py"), "download", str(out),
+                                 "-n", "30", "--api-url", server.api_url], cwd=REPO, capture_output=True,
+                                text=True, env=ENV, timeout=300)
+    msg = one_error_line(result)
+    assert msg.startswith("Error: disk full while writing") and str(out) in msg, msg
+    assert partials(out) == []
+    kept = sorted(out.glob("ISIC_*"))
+    assert len(kept) < 30
+    for written in kept:  # whatever was kept is whole
+        Image.open(written).load()
+    ledger = out / ".download-state.json"
+    if ledger.exists():  # every file the ledger vouches for is on disk with its recorded size
+        for entry in json.loads(ledger.read_text())["files"].values():
+            assert (out / entry["file"]).stat().st_size == entry["size"]
+
+
 # --------------------------------------------------------------------------------------------------
 # Outputs others can read: the mode a plain open() gives under the user's umask
 
