@@ -17,6 +17,8 @@ from typing import Any
 
 from .errors import UserError
 
+AUTO_MIN_INTERVAL = 10  # steps; the shortest automatic interval between sample grids or checkpoints
+
 
 def opt(default: Any, help: str) -> Any:
     """A dataclass field with a help text."""
@@ -55,8 +57,8 @@ class TrainOptions:
                      "up as min(ema, (1+step)/(10+step)), reaching 0.999 at step ~9,000")
     seed: int = opt(0, "seeds weights, batch order and latents")
     log_every: int = opt(0, "steps between stats.jsonl lines (0 = auto)")
-    sample_every: int = opt(0, "steps between sample grids (0 = auto, about 20 grids)")
-    checkpoint_every: int = opt(0, "steps between checkpoints (0 = STEPS/10)")
+    sample_every: int = opt(0, "steps between sample grids (0 = auto: about 20, at least 10 steps apart)")
+    checkpoint_every: int = opt(0, "steps between checkpoints (0 = STEPS/10, at least 10)")
     keep_checkpoints: bool = opt(False, "keep every checkpoint instead of overwriting the latest")
     device: str = opt("auto", "auto | cpu | cuda")
     precision: str = opt("auto", "auto | bf16 | fp32 (auto: bf16 where the hardware is fast at it)")
@@ -108,10 +110,12 @@ class TrainOptions:
         self.training_images = str(Path(self.training_images).resolve())
         if self.log_every <= 0:
             self.log_every = max(1, min(50, self.steps // 20))
+        # Auto grids and checkpoints come no closer than AUTO_MIN_INTERVAL steps (the last step always
+        # gets both): in a short run one per step cost more than the training (docs/performance.md).
         if self.sample_every <= 0:
-            self.sample_every = max(1, self.steps // 20)
+            self.sample_every = max(min(AUTO_MIN_INTERVAL, self.steps), self.steps // 20)
         if self.checkpoint_every <= 0:
-            self.checkpoint_every = max(1, self.steps // 10)
+            self.checkpoint_every = max(min(AUTO_MIN_INTERVAL, self.steps), self.steps // 10)
         return self
 
     def to_dict(self) -> dict[str, Any]:
