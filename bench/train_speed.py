@@ -98,7 +98,7 @@ def run_example(root: Path, epochs: int, batch: int, n: int) -> dict[str, float]
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, str(REPO / "bench" / "example_dcgan.py"), "--dataroot", str(root),
                "--niter", str(epochs), "--batchSize", str(batch), "--outf", tmp, "--manualSeed", "0"]
-        wall, cpu = timed(cmd)
+        wall, cpu = timed(cmd, dict(os.environ))
     return {"end_to_end": epochs * n / wall, "wall": wall, "cpu": cpu, "images": epochs * n}
 
 
@@ -173,8 +173,8 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true", help="ours with --compile")
     ap.add_argument("--sizes", default="", help="also report these sizes (e.g. 128,160), ours only")
     ap.add_argument("--profile", action="store_true", help="instead: per-op profile of one training step")
-    ap.add_argument("--threads", type=int, default=0, help="intra-op threads (0 = PyTorch's "
-                    "default); 1 keeps a profile's shares meaningful on a loaded machine")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads of every "
+                    "process (0 = PyTorch's default); 1 keeps figures meaningful on a loaded machine")
     ap.add_argument("--steps", type=int, default=60, help="--nproc / --compare-precision: steps per run")
     ap.add_argument("--nproc", type=int, default=0,
                     help="instead: scaling of N torchrun processes against 1 at the same global batch")
@@ -182,8 +182,9 @@ def main() -> None:
     ap.add_argument("--compare-precision", action="store_true",
                     help="instead: train the same run in fp32 and bf16 and compare losses and samples")
     args = ap.parse_args()
-    if args.threads:
+    if args.threads:  # this process and the timed ones (theirs read OMP_NUM_THREADS)
         torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     data, label = dataset()
     n = len([p for p in data.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
     print(f"CPU: {cpu_description()}\ntorch {torch.__version__}, {torch.get_num_threads()} threads; "
