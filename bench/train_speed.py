@@ -1,22 +1,28 @@
 #!/usr/bin/env python3
-"""Training throughput of `gancontrol.py training` on this machine, end to end.
+"""Training speed of `gancontrol.py training` against pytorch/examples' dcgan/main.py, end to end.
 
-Run from the repository root:  .venv/bin/python bench/train_speed.py [--steps 100] [--rounds 2]
+Run from the repository root:  .venv/bin/python bench/train_speed.py [--precision fp32] [--rounds 3]
 
-For the reference DCGAN recipe (64x64, batch 64, z 100, 64 channels, bce) it times the real CLI
-in a subprocess (image decoding, logging, sample grids and the final checkpoint included) and,
-alternating with it (A B A B, since this machine's speed drifts), a loop written the way the
-pytorch/examples DCGAN (dcgan/main.py) trains: a DataLoader decoding JPEGs every epoch, fp32,
-D's real and fake halves backpropagated separately, gradients for D's weights in the G step and a
-host sync for the printed losses every step. It also reports 128 and 160 px, the FLOPs of one step
-(torch.utils.flop_counter) and the FLOP rate achieved against a large matmul's in the same run.
+Prints the CPU (model, native bf16 / AMX or not) and the precision and compile choice our run
+logged. Then, whole process against whole process, alternating (A B A B: this machine's speed
+drifts and it is shared), for each batch size: bench/example_dcgan.py (the example's own training
+loop, data pipeline and file output, rewritten from pytorch/examples dcgan/main.py) for EPOCHS
+epochs, and `gancontrol.py training` on the same number of images for each preset. Figures: images
+per second of wall time (process start to exit) and the ratio ours / example per round, medians;
+the CPU seconds each process used (user + sys, its workers included) as a contention-robust
+second view; and the load average. Then the fp32 rates of a 2048x2048 matmul (torch.matmul, i.e.
+the BLAS) and of the same GEMM through oneDNN (a 1x1 convolution, what the training convs use),
+the FLOPs of one training step (torch.utils.flop_counter) and the rate our steady state reaches.
+`--profile` prints the per-op breakdown (torch.profiler) of one training step per preset instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -38,8 +44,32 @@ def dataset() -> tuple[Path, str]:
     return REPO / "training_data", "training_data/ (54 images, resized on load)"
 
 
+def cpu_description() -> str:
+    """The CPU model and whether it has native bf16 (AVX512-BF16, AMX): what `precision auto` asks."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    lines = info.splitlines()
+    model = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), "unknown CPU")
+    flags = set(next((x.split(":", 1)[1].split() for x in lines if x.startswith("flags")), []))
+    native = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return (f"{model}, {os.cpu_count()} CPUs, {'AVX-512' if 'avx512f' in flags else 'no AVX-512'}, "
+            f"{'native bf16: ' + ' '.join(native) if native else 'no native bf16 (no AVX512-BF16, no AMX)'}")
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process and its children) of one whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def run_ours(data: Path, size: int, steps: int, batch: int, extra: list[str],
-             nproc: int = 0) -> dict[str, float]:
+             nproc: int = 0) -> dict[str, float | str]:
     """Time `gancontrol.py training` end to end; steady rate from stats.jsonl after warm-up.
 
     nproc > 0 launches it with torchrun (that many processes, the CPU threads shared among them).
@@ -47,151 +77,217 @@ def run_ours(data: Path, size: int, steps: int, batch: int, extra: list[str],
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         cmd = [sys.executable, str(REPO / "gancontrol.py"), "training", str(data), str(steps), str(batch),
-               str(out), "--resolution", str(size), "--quiet", "--log-every", "10",
-               "--sample-every", "50", *extra]
+               str(out), "--resolution", str(size), "--quiet", *extra]
         env = dict(os.environ)
         if nproc:
             cmd[1:2] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                         "--local-addr=127.0.0.1", str(REPO / "gancontrol.py")]
             env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - t0
+        wall, cpu = timed(cmd, env)
         stats = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines()]
+        compute = next((line.split("compute: ", 1)[1] for line in (out / "log.txt").read_text().splitlines()
+                        if "compute: " in line), "?")
     steady = stats[1:] or stats
     steady_sec = statistics.mean(s["sec_per_step"] for s in steady)
-    return {"end_to_end": steps * batch / wall, "steady": batch / steady_sec, "wall": wall}
+    return {"end_to_end": steps * batch / wall, "steady": batch / steady_sec, "wall": wall, "cpu": cpu,
+            "images": steps * batch, "compute": compute}
 
 
-def run_reference(data: Path, steps: int, batch: int = 64, nz: int = 100) -> dict[str, float]:
-    """A training loop in the style of pytorch/examples dcgan/main.py, timed end to end."""
-    t0 = time.perf_counter()
-    import torchvision.transforms as T
-    from PIL import Image
-    from torch import nn
-    from torchvision.utils import save_image
-
-    from dcgan.models import Discriminator, Generator
-
-    class Folder(torch.utils.data.Dataset):
-        def __init__(self, root: Path):
-            self.paths = sorted(root.glob("*.jpg"))
-            self.tf = T.Compose([T.Resize(64), T.CenterCrop(64), T.ToTensor(),
-                                 T.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))])
-
-        def __len__(self) -> int:
-            return len(self.paths)
-
-        def __getitem__(self, i: int) -> torch.Tensor:
-            return self.tf(Image.open(self.paths[i]).convert("RGB"))
-
-    loader = torch.utils.data.DataLoader(Folder(data), batch_size=batch, shuffle=True, num_workers=2)
-    netG, netD = Generator(64, nz, 64, 3), Discriminator(64, 64, 3)
-    criterion = nn.BCEWithLogitsLoss()
-    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    fixed = torch.randn(batch, nz)
-    done = 0
+def run_example(root: Path, epochs: int, batch: int, n: int) -> dict[str, float]:
+    """Time bench/example_dcgan.py (pytorch/examples' dcgan/main.py) end to end."""
     with tempfile.TemporaryDirectory() as tmp:
-        while done < steps:
-            for real in loader:
-                netD.zero_grad()
-                b = real.shape[0]
-                err_real = criterion(netD(real), torch.ones(b))
-                err_real.backward()
-                fake = netG(torch.randn(b, nz))
-                err_fake = criterion(netD(fake.detach()), torch.zeros(b))
-                err_fake.backward()
-                optD.step()
-                netG.zero_grad()
-                err_g = criterion(netD(fake), torch.ones(b))
-                err_g.backward()
-                optG.step()
-                _ = (err_real + err_fake).item(), err_g.item()  # the example prints every step
-                if done % 100 == 0:
-                    with torch.no_grad():
-                        save_image(netG(fixed) * 0.5 + 0.5, f"{tmp}/fake.png")
-                done += 1
-                if done == steps:
-                    break
-            torch.save(netG.state_dict(), f"{tmp}/netG.pth")
-    wall = time.perf_counter() - t0
-    return {"end_to_end": steps * batch / wall, "wall": wall}
+        cmd = [sys.executable, str(REPO / "bench" / "example_dcgan.py"), "--dataroot", str(root),
+               "--niter", str(epochs), "--batchSize", str(batch), "--outf", tmp, "--manualSeed", "0"]
+        wall, cpu = timed(cmd, dict(os.environ))
+    return {"end_to_end": epochs * n / wall, "wall": wall, "cpu": cpu, "images": epochs * n}
 
 
-def step_flops(size: int, batch: int, precision: str) -> float:
-    """FLOPs of one training cycle of our loop at `size` (counted, not estimated)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from dcgan.options import TrainOptions
+def build(size: int, batch: int, precision: str, preset: str) -> object:
+    """A Trainer on random uint8 images (the speed does not depend on their content)."""
+    from dcgan.options import TrainOptions, apply_preset
     from dcgan.training.dataset import ImageSet
     from dcgan.training.trainer import build_trainer
 
-    pixels = torch.randint(0, 256, (batch, 3, size, size), dtype=torch.uint8)
-    data = ImageSet([Path("x")] * batch, size, 3, pixels, [""], torch.zeros(batch, dtype=torch.int64))
+    n = 398
+    pixels = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
+    data = ImageSet([Path("x")] * n, size, 3, pixels, [""], torch.zeros(n, dtype=torch.int64))
     opts = TrainOptions(training_images=".", steps=10, batch_size=batch, output_dir=".", resolution=size,
-                        precision=precision, device="cpu").resolve()
-    trainer = build_trainer(opts, data)
-    trainer.train_step()
+                        precision=precision, device="cpu", preset=preset)
+    apply_preset(opts, n)
+    return build_trainer(opts.resolve(), data)
+
+
+def step_flops(size: int, batch: int, precision: str, preset: str = "classic") -> float:
+    """FLOPs of one training cycle of our loop at `size` (counted, not estimated)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer = build(size, batch, precision, preset)
+    trainer.train_step()  # type: ignore[attr-defined]
     with FlopCounterMode(display=False) as counter:
-        trainer.train_step()
+        trainer.train_step()  # type: ignore[attr-defined]
     return float(counter.get_total_flops())
 
 
-def matmul_rate(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
+def best_rate(flops: float, fn: object, reps: int = 10) -> float:
+    fn()  # type: ignore[operator]
+    best = math.inf
+    for _ in range(reps):  # the best of several: the machine is shared, contention only slows
+        t0 = time.perf_counter()
+        fn()  # type: ignore[operator]
+        best = min(best, time.perf_counter() - t0)
+    return flops / best
+
+
+def matmul_rate(dtype: torch.dtype, n: int = 2048) -> float:
+    """torch.matmul, i.e. the BLAS PyTorch links (MKL; on AMD CPUs MKL takes a slower code path)."""
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - t0)
+    return best_rate(2 * n**3, lambda: a @ b)
+
+
+def onednn_gemm_rate(n: int = 2048) -> float:
+    """The same 2048^3 fp32 GEMM through oneDNN (a 1x1 convolution), the library the convs use."""
+    x = torch.randn(1, n, 1, n).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(n, n, 1, 1)
+    return best_rate(2 * n**3, lambda: torch.conv2d(x, w))
+
+
+def image_folder(data: Path, tmp: str) -> Path:
+    """ImageFolder wants one subfolder level: a folder holding a link to the images."""
+    root = Path(tmp) / "imagefolder"
+    root.mkdir()
+    (root / "all").symlink_to(data.resolve(), target_is_directory=True)
+    return root
+
+
+def loadavg() -> str:
+    return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=2, help="A B rounds at 64 px")
-    ap.add_argument("--sizes", default="64,128,160")
-    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--epochs", type=int, default=4, help="the example's epochs; ours trains as many images")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds (medians are quoted)")
+    ap.add_argument("--batches", default="64,32")
+    ap.add_argument("--presets", default="classic,small-data")
+    ap.add_argument("--precision", default="auto", help="ours; the example is fp32 (its only CPU path)")
+    ap.add_argument("--compile", action="store_true", help="ours with --compile")
+    ap.add_argument("--sizes", default="", help="also report these sizes (e.g. 128,160), ours only")
+    ap.add_argument("--profile", action="store_true", help="instead: per-op profile of one training step")
+    ap.add_argument("--threads", type=int, default=0, help="intra-op threads of every "
+                    "process (0 = PyTorch's default); 1 keeps figures meaningful on a loaded machine")
+    ap.add_argument("--steps", type=int, default=60, help="--nproc / --compare-precision: steps per run")
     ap.add_argument("--nproc", type=int, default=0,
                     help="instead: scaling of N torchrun processes against 1 at the same global batch")
-    ap.add_argument("--preset", default="classic", help="the reference recipe is the classic one")
+    ap.add_argument("--preset", default="classic", help="--nproc / --compare-precision: the recipe")
     ap.add_argument("--compare-precision", action="store_true",
                     help="instead: train the same run in fp32 and bf16 and compare losses and samples")
     args = ap.parse_args()
+    if args.threads:  # this process and the timed ones (theirs read OMP_NUM_THREADS)
+        torch.set_num_threads(args.threads)
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)
     data, label = dataset()
-    print(f"data: {label}; {os.cpu_count()} CPUs; torch {torch.__version__}; {args.steps} steps per run")
-    extra = ["--precision", args.precision, "--preset", args.preset]
+    n = len([p for p in data.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")])
+    print(f"CPU: {cpu_description()}\ntorch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"data: {label}; load average {loadavg()}", flush=True)
+    if args.profile:
+        profile(args)
+        return
     if args.nproc:
-        scaling(data, args, extra)
+        scaling(data, args, ["--precision", args.precision, "--preset", args.preset, "--log-every", "10"])
         return
     if args.compare_precision:
         compare_precision(data, args)
         return
 
-    ours, ref = [], []
-    for r in range(args.rounds):
-        ours.append(run_ours(data, 64, args.steps, 64, extra))
-        ref.append(run_reference(data, args.steps))
-        o = ours[-1]
-        print(f"round {r + 1}: ours {o['end_to_end']:.1f} img/s end to end ({o['steady']:.1f} steady), "
-              f"reference-style {ref[-1]['end_to_end']:.1f} img/s", flush=True)
-    med_ours = statistics.median(o["end_to_end"] for o in ours)
-    med_steady = statistics.median(o["steady"] for o in ours)
-    med_ref = statistics.median(o["end_to_end"] for o in ref)
-    print(f"\n64x64 batch 64: ours {med_ours:.1f} img/s end to end (steady {med_steady:.1f}), "
-          f"reference-style loop {med_ref:.1f} img/s -> {med_ours / med_ref:.2f}x (medians of {args.rounds})")
+    presets, batches = args.presets.split(","), [int(b) for b in args.batches.split(",")]
+    results: dict[tuple[str, int], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = image_folder(data, tmp)
+        for r in range(args.rounds):
+            for batch in batches:
+                steps = math.ceil(args.epochs * n / batch)
+                line = [f"round {r + 1}, batch {batch}:"]
+                for who in ["example", *presets]:
+                    if who == "example":
+                        res = run_example(root, args.epochs, batch, n)
+                    else:
+                        extra = ["--preset", who, "--precision", args.precision,
+                                 *(["--compile"] * args.compile)]
+                        res = run_ours(data, 64, steps, batch, extra)
+                    results.setdefault((who, batch), []).append(res)
+                    line.append(f"{who} {res['images']} images {res['wall']:.1f} s ({res['cpu']:.0f} CPU s)")
+                print("  ".join(line) + f"  [load {loadavg()}]", flush=True)
+    print(f"\nours: {results[(presets[0], batches[0])][0]['compute']}")
+    print(f"end to end, 64x64, whole processes, medians of {args.rounds} alternating rounds "
+          f"(example: {args.epochs} epochs of {n} images):")
+    for batch in batches:
+        ex = results[("example", batch)]
+        med = {k: statistics.median(e[k] for e in ex) for k in ("end_to_end", "wall", "cpu")}
+        print(f"  batch {batch}: example {med['end_to_end']:.1f} images/s ({med['wall']:.1f} s, "
+              f"{med['cpu']:.0f} CPU s)")
+        for preset in presets:
+            pairs = list(zip(results[(preset, batch)], ex, strict=True))
+            ratios = [o["end_to_end"] / e["end_to_end"] for o, e in pairs]
+            cpu_ratio = statistics.median(e["cpu"] / e["images"] / (o["cpu"] / o["images"]) for o, e in pairs)
+            med = {k: statistics.median(o[k] for o, _ in pairs) for k in ("end_to_end", "wall", "steady")}
+            print(f"    {preset}: {med['end_to_end']:.1f} images/s ({med['wall']:.1f} s, steady "
+                  f"{med['steady']:.1f}) -> {statistics.median(ratios):.2f}x the example (rounds: "
+                  f"{', '.join(f'{x:.2f}' for x in ratios)}); CPU seconds per image, example / ours: "
+                  f"{cpu_ratio:.2f}",
+                  flush=True)
 
-    fp32_rate, bf16_rate = matmul_rate(torch.float32), matmul_rate(torch.bfloat16)
-    print(f"2048^2 matmul: fp32 {fp32_rate / 1e9:.0f} GFLOP/s, bf16 {bf16_rate / 1e9:.0f} GFLOP/s")
-    for size in [int(s) for s in args.sizes.split(",")]:
-        res = ours[0] if size == 64 else run_ours(data, size, max(20, args.steps // 2), 64, extra)
-        flops = step_flops(size, 64, args.precision)
-        achieved = flops * res["steady"] / 64
-        print(f"{size}x{size}: {res['end_to_end']:.1f} img/s end to end, {res['steady']:.1f} steady; "
-              f"{flops / 1e9:.0f} GFLOP per step of 64 -> {achieved / 1e9:.0f} GFLOP/s "
-              f"({achieved / fp32_rate:.0%} of fp32 matmul, {achieved / bf16_rate:.0%} of bf16 matmul)",
-              flush=True)
+    blas, onednn = matmul_rate(torch.float32), onednn_gemm_rate()
+    print(f"\n2048^3 fp32 GEMM: torch.matmul (BLAS) {blas / 1e9:.0f} GFLOP/s, oneDNN {onednn / 1e9:.0f} "
+          f"GFLOP/s (best of 10, load {loadavg()})")
+    for preset in presets:
+        flops = step_flops(64, batches[0], "fp32", preset)
+        steady = statistics.median(o["steady"] for o in results[(preset, batches[0])])
+        rate = flops * steady / batches[0]
+        print(f"  {preset}, batch {batches[0]}: {flops / 1e9:.0f} GFLOP per step -> {rate / 1e9:.0f} GFLOP/s "
+              f"steady, {rate / blas:.0%} of the matmul rate, {rate / onednn:.0%} of oneDNN's", flush=True)
+    for size in [int(x) for x in args.sizes.split(",") if x]:
+        res = run_ours(data, size, 30, 64, ["--preset", presets[0], "--precision", args.precision])
+        flops = step_flops(size, 64, "fp32", presets[0])
+        rate = flops * float(res["steady"]) / 64
+        print(f"  {size}x{size}: {res['end_to_end']:.1f} img/s end to end, {res['steady']:.1f} steady; "
+              f"{flops / 1e9:.0f} GFLOP per step of 64 -> {rate / 1e9:.0f} GFLOP/s", flush=True)
+
+
+GROUPS = (("convolution backward", ("convolution_backward",)),
+          ("convolution forward", ("mkldnn_convolution", "_convolution", "convolution")),
+          ("BatchNorm", ("batch_norm",)), ("activations", ("relu", "leaky", "threshold", "tanh", "sigmoid")),
+          ("upsample", ("upsample",)),
+          ("optimizer (Adam) + EMA", ("Optimizer", "lerp", "addcdiv", "addcmul", "sqrt", "foreach")),
+          ("augmentation (gather, ...)", ("gather", "scatter", "index", "arange")))
+
+
+def profile(args: argparse.Namespace) -> None:
+    """Per-op self CPU time of one training step (averaged over 3) for each preset, grouped."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for preset in args.presets.split(","):
+        batch = int(args.batches.split(",")[0])
+        trainer = build(64, batch, args.precision, preset)
+        for _ in range(3):
+            trainer.train_step()  # type: ignore[attr-defined]
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(3):
+                trainer.train_step()  # type: ignore[attr-defined]
+        events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+        total = sum(e.self_cpu_time_total for e in events)
+        print(f"\n{preset}, 64x64, batch {batch}, {trainer.describe_compute()}: "  # type: ignore[attr-defined]
+              f"{total / 3 / 1e3:.0f} ms of op time per step")
+        grouped: dict[str, float] = {}
+        for e in events:
+            name = e.key.split("::")[-1]
+            group = next((g for g, keys in GROUPS if any(k in name for k in keys)), "other")
+            grouped[group] = grouped.get(group, 0.0) + e.self_cpu_time_total
+        for group, us in sorted(grouped.items(), key=lambda kv: -kv[1]):
+            print(f"  {group:32s} {us / total:6.1%}")
+        print("  top ops:")
+        for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:12]:
+            print(f"    {e.key:45s} {e.self_cpu_time_total / total:6.1%}  {e.count // 3:4d} calls/step")
 
 
 def compare_precision(data: Path, args: argparse.Namespace) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from .errors import UserError
 
+AUTO_MIN_INTERVAL = 10  # steps; the shortest automatic interval between sample grids or checkpoints
+
 
 def opt(default: Any, help: str, low: float | None = None, high: float | None = None,
         low_open: bool = False, high_open: bool = False) -> Any:
@@ -93,8 +95,8 @@ class TrainOptions:
                      high_open=True)
     seed: int = opt(0, "seeds weights, batch order and latents", 0, 2**32 - 1)
     log_every: int = opt(0, "steps between stats.jsonl lines (0 = auto)", 0)
-    sample_every: int = opt(0, "steps between sample grids (0 = auto, about 20 grids)", 0)
-    checkpoint_every: int = opt(0, "steps between checkpoints (0 = STEPS/10)", 0)
+    sample_every: int = opt(0, "steps between sample grids (0 = auto: about 20, at least 10 steps apart)", 0)
+    checkpoint_every: int = opt(0, "steps between checkpoints (0 = STEPS/10, at least 10)", 0)
     keep_checkpoints: bool = opt(False, "keep every checkpoint instead of overwriting the latest")
     device: str = opt("auto", "auto | cpu | cuda")
     precision: str = opt("auto", "auto | bf16 | fp32 (auto: bf16 where the hardware is fast at it)")
@@ -141,10 +143,12 @@ class TrainOptions:
         self.training_images = str(Path(self.training_images).resolve())
         if self.log_every <= 0:
             self.log_every = max(1, min(50, self.steps // 20))
+        # Auto grids and checkpoints come no closer than AUTO_MIN_INTERVAL steps (the last step always
+        # gets both): in a short run one per step cost more than the training (docs/performance.md).
         if self.sample_every <= 0:
-            self.sample_every = max(1, self.steps // 20)
+            self.sample_every = max(min(AUTO_MIN_INTERVAL, self.steps), self.steps // 20)
         if self.checkpoint_every <= 0:
-            self.checkpoint_every = max(1, self.steps // 10)
+            self.checkpoint_every = max(min(AUTO_MIN_INTERVAL, self.steps), self.steps // 10)
         return self
 
     def check_ranges(self) -> None:

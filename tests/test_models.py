@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dcgan.errors import UserError
-from dcgan.models import Discriminator, Generator, MinibatchStd, size_plan
+from dcgan.models import Discriminator, Generator, MinibatchStd, NearestUpConv2d, size_plan
 
 
 @pytest.mark.parametrize("resolution", [32, 40, 64, 128, 160, 256, 512])
@@ -55,6 +55,38 @@ def test_resize_upsampling_has_no_checkerboard_at_init(seed: int) -> None:
 
     assert checkerboard("transpose") > 0.25
     assert checkerboard("resize") < 0.15
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_resize_conv_is_nearest_upsample_then_3x3_conv(channels_last: bool) -> None:
+    """The one transposed conv computes what Upsample(x2, nearest) + Conv2d(3, 1, 1) does, and gives
+    the same gradients for the input and the 3x3 weight (up to float rounding)."""
+    torch.manual_seed(0)
+    fused = NearestUpConv2d(6, 5)
+    plain = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"),
+                                torch.nn.Conv2d(6, 5, 3, 1, 1, bias=False))
+    plain[1].weight.data.copy_(fused.weight.data)
+    x = torch.randn(3, 6, 7, 7)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+        cl = torch.channels_last
+        fused, plain = fused.to(memory_format=cl), plain.to(memory_format=cl)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ya, yb = fused(xa), plain(xb)
+    assert ya.shape == (3, 5, 14, 14)
+    torch.testing.assert_close(ya, yb, rtol=1e-5, atol=1e-5)
+    grad = torch.randn_like(ya)
+    ya.backward(grad)
+    yb.backward(grad)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused.weight.grad, plain[1].weight.grad, rtol=1e-5, atol=1e-4)
+
+
+def test_resize_generator_keeps_its_checkpoint_keys() -> None:
+    """Runs saved with the two-module resize (Upsample, Conv2d) load into the fused one."""
+    keys = {k: tuple(v.shape) for k, v in Generator(32, 16, 8, upsample="resize").state_dict().items()}
+    assert keys["main.4.weight"] == (16, 32, 3, 3) and keys["main.12.weight"] == (3, 8, 3, 3)
+    assert "main.3.weight" not in keys  # index 3 is the parameter-free placeholder of the Upsample
 
 
 def test_unknown_upsampling_is_refused() -> None:

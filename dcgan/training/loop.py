@@ -35,6 +35,9 @@ from .trainer import Trainer, build_trainer
 log = logging.getLogger("dcgan.training")
 
 BEST = "best.pt"
+# The loss plot is redrawn with a sample grid but at most this often (and at the end): a redraw
+# costs ~0.2 s, a tenth of a short run's time when grids come every step (docs/performance.md).
+PLOT_INTERVAL_S = 30.0
 RUN_ARTIFACTS = (OPTIONS_FILE, runlog.STATS, runlog.LOG, runlog.LOSS_CURVE, runlog.SAMPLES, LATEST, BEST)
 
 
@@ -187,11 +190,11 @@ def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None
         log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, opts.steps,
                  dist.world)
     else:
-        log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d%s; preset %s: %s loss, %s D, "
+        log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d; preset %s: %s loss, %s D, "
                  "DiffAugment %s, EMA %s", len(data), data.resolution, data.resolution, opts.training_images,
-                 opts.steps, opts.batch_size, trainer.device, dist.world,
-                 " with bf16 autocast" if trainer.bf16 else "", opts.preset, opts.loss, opts.arch,
+                 opts.steps, opts.batch_size, trainer.device, dist.world, opts.preset, opts.loss, opts.arch,
                  opts.diffaug, opts.ema)
+    log.info("compute: %s", trainer.describe_compute())
     ddp.seed_rank(opts.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
     if dist.is_main:
         opts.save(run_dir / OPTIONS_FILE, durable=True)
@@ -241,6 +244,7 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
     clock, losses = runlog.StepClock(), ""
     acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()  # summed on the device: no sync
     started = time.perf_counter()
+    last_plot = t0
     try:
         while t.step < opts.steps:
             with clock.step():
@@ -268,7 +272,9 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
                 _evaluate(t, evaluator, run_dir)
             if main and (t.step % opts.sample_every == 0 or at_end):
                 runlog.save_grid(t.sample(grid_z, grid_y), samples / f"step_{t.step:07d}.png")
-                runlog.plot_loss_curve(run_dir)  # with the grids: a redraw costs ~0.2 s
+                if at_end or time.perf_counter() - last_plot >= PLOT_INTERVAL_S:
+                    runlog.plot_loss_curve(run_dir)
+                    last_plot = time.perf_counter()
             if t.step % opts.checkpoint_every == 0 or at_end:
                 if not _weights_finite(t):  # never replace a good checkpoint with a broken one
                     raise _non_finite(t, values, last_good, run_dir)

@@ -81,6 +81,22 @@ class Trainer:
     def num_classes(self) -> int:
         return len(self.data.class_names) if self.opts.conditional else 0
 
+    def describe_compute(self) -> str:
+        """For log.txt: the precision and why, whether compiled, memory format, CPU threads."""
+        if self.device.type == "cuda":
+            why = f"--precision {self.opts.precision}"
+        elif self.opts.precision == "auto":
+            why = "auto: this CPU has " + ("native bf16" if cpu_supports_bf16() else "no native bf16")
+        else:
+            why = f"--precision {self.opts.precision}" + (
+                "; this CPU has native bf16" if cpu_supports_bf16() else "; this CPU has no native bf16")
+        parts = [f"{'bf16 autocast' if self.bf16 else 'fp32'} ({why})",
+                 "torch.compile" if self.opts.compile else "not compiled",
+                 "channels_last" if self.opts.channels_last else "contiguous (NCHW)"]
+        if self.device.type == "cpu":
+            parts.append(f"{torch.get_num_threads()} CPU threads")
+        return ", ".join(parts)
+
     # -- data ------------------------------------------------------------------------------
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This rank's slice of the next global batch, as floats in [-1, 1], and its labels."""
