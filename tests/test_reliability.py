@@ -91,19 +91,26 @@ def weights(run_dir: Path) -> dict[str, torch.Tensor]:
 
 def test_eight_random_kills_resume_to_the_same_weights(tmp_path: Path, data: Path) -> None:
     steps, kills = 40, 8
-    run_cli("training", data, steps, 4, tmp_path / "whole", *TINY, "--checkpoint-every", 1)
+    # A grid every 2 steps (TINY says 5), so that kills land mid-grid as often as mid-checkpoint.
+    every = ["--checkpoint-every", 1, "--sample-every", 2]
+    run_cli("training", data, steps, 4, tmp_path / "whole", *TINY, *every)
     run_dir, rng = tmp_path / "killed", random.Random(15)
     targets = sorted(rng.sample(range(1, steps - 2), kills))
-    args = ["training", data, steps, 4, run_dir, *TINY, "--checkpoint-every", 1]
+    args = ["training", data, steps, 4, run_dir, *TINY, *every]
     killed_at = []
     for target in targets:
         proc = subprocess.Popen(gancontrol(*args), cwd=REPO, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, text=True, env=ENV)
         deadline = time.time() + 120
-        while last_step(run_dir) < target and proc.poll() is None:
+        # Each start makes progress of its own before its kill: a target already passed by an
+        # earlier start would otherwise kill this one during start-up, at the same step again.
+        floor = last_step(run_dir) + 1
+        while last_step(run_dir) < max(target, floor) and proc.poll() is None:
             assert time.time() < deadline, "no progress"
             time.sleep(0.01)
-        time.sleep(rng.uniform(0, 0.15))  # anywhere in a step: mid-checkpoint, mid-grid, mid-update
+        # Anywhere in the next step or two (mid-checkpoint, mid-grid, mid-update): tiny steps take
+        # a few milliseconds on an idle machine, so a longer wait would overrun the whole run.
+        time.sleep(rng.uniform(0, 0.02))
         proc.kill()
         proc.wait()
         assert proc.returncode in (-signal.SIGKILL, 0), proc.stderr.read() if proc.stderr else ""
