@@ -184,7 +184,9 @@ def fidelity_sets(tmp: Path, folders: list[Path], args: argparse.Namespace) -> d
     first, last = (int(x) for x in args.sets.split("-"))
     for seed in range(first, last + 1):
         tag = "tuning" if seed <= 4 else "held out"
-        sets[f"heldout-aug-s{seed} ({tag})"] = sorted(find_images(augmented_set(tmp / "sets", seed)))
+        # Each group folder named itself: `augment` marks its output, which a recursive search skips.
+        groups = sorted(augmented_set(tmp / "sets", seed).iterdir())
+        sets[f"heldout-aug-s{seed} ({tag})"] = sorted(find_images(groups))
     if args.set_2018:
         sets["2018-validation (held out)"] = sorted(find_images(args.set_2018))
     if args.gan_samples:
