@@ -635,16 +635,22 @@ def test_cli_unreachable(tmp_path: Path) -> None:
     assert result.stderr == f"Error: cannot connect to the ISIC API at {api} (connection refused)\n"
 
 
+def start_download(fake: FakeIsicServer, out: Path, n: int, workers: int) -> subprocess.Popen[str]:
+    """`download` in a child process, returned once its first partial file exists (or after 60 s)."""
+    proc = subprocess.Popen([sys.executable, "isic_dataset.py", "download", str(out), "-n", str(n),
+                             "--api-url", fake.api_url, "--workers", str(workers)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60  # generous: a loaded machine takes seconds to import the CLI
+    while not (out.is_dir() and partials(out)) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    return proc
+
+
 def test_ctrl_c_leaves_no_partial_file(fake: FakeIsicServer, tmp_path: Path) -> None:
     fake.chunk_delay = 0.1  # each image takes about a second to arrive
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "isic_dataset.py", "download", str(out), "-n", "30",
-                             "--api-url", fake.api_url, "--workers", "3"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_download(fake, out, 30, workers=3)
     try:
-        deadline = time.monotonic() + 20
-        while not (out.is_dir() and partials(out)) and time.monotonic() < deadline:
-            time.sleep(0.05)
         assert partials(out), "the download never started"
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=20)
@@ -744,13 +750,8 @@ def test_a_second_download_into_the_folder_is_refused_and_the_first_finishes(tmp
     with FakeIsicServer(n_images=40) as fake:
         fake.chunk_delay = 0.05
         out = tmp_path / "orig"
-        proc = subprocess.Popen([sys.executable, "isic_dataset.py", "download", str(out), "-n", "12",
-                                 "--api-url", fake.api_url, "--workers", "2"],
-                                cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = start_download(fake, out, 12, workers=2)
         try:
-            deadline = time.monotonic() + 30
-            while not (out.is_dir() and partials(out)) and time.monotonic() < deadline:
-                time.sleep(0.02)
             second = cli(str(out), "-n", "12", "--api-url", fake.api_url)
             stdout, stderr = proc.communicate(timeout=60)
         finally:
