@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,9 +112,8 @@ def write_json(path: str | os.PathLike[str], obj: Any, *, durable: bool = False)
 
 def copy_file(src: str | os.PathLike[str], dst: str | os.PathLike[str], *, durable: bool = False) -> None:
     """Copy `src` to `dst` atomically (a kill mid-copy leaves no truncated `dst`)."""
-    with atomic_path(dst, durable=durable) as tmp, open(src, "rb") as fin, open(tmp, "wb") as fout:
-        while chunk := fin.read(1 << 20):
-            fout.write(chunk)
+    with atomic_path(dst, durable=durable) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def remove_partials(folder: str | os.PathLike[str]) -> int:

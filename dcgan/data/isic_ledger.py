@@ -37,14 +37,10 @@ class Entry:
 
 
 def file_digest(path: Path) -> tuple[int, str]:
-    """(size, sha256 hex) of a file, read in 1 MiB pieces."""
-    digest = hashlib.sha256()
-    size = 0
+    """(size, sha256 hex) of a file, streamed (hashlib reads it in pieces)."""
     with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return size, digest.hexdigest()
+        digest = hashlib.file_digest(fh, "sha256")
+        return fh.tell(), digest.hexdigest()
 
 
 def check_image(path: Path, suffix: str) -> str | None:
