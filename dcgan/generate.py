@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from .errors import UserError
 from .images import save_image
-from .models import Generator
+from .models import Generator, build_generator
 from .options import TrainOptions
 from .training.checkpoint import load_checkpoint
 from .training.runlog import save_grid, to_uint8
@@ -36,8 +36,7 @@ def load_generator(model: str | Path, use_ema: bool = True,
     """The generator of a checkpoint (or run folder), in eval mode, with its options."""
     ckpt = load_checkpoint(model)
     opts = TrainOptions.from_dict(ckpt["options"])
-    G = Generator(ckpt["resolution"], opts.z_dim, opts.g_channels, ckpt["channels"], len(model_classes(ckpt)),
-                  opts.upsample)
+    G = build_generator(opts, ckpt["resolution"], ckpt["channels"], len(model_classes(ckpt)))
     state = ckpt["G_ema"] if use_ema and ckpt.get("G_ema") is not None else ckpt["G"]
     G.load_state_dict(state)
     return G.to(device).eval(), opts, ckpt

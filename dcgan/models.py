@@ -14,6 +14,7 @@ embedding with its last features (the projection discriminator of Miyato & Koyam
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import torch
 from torch import nn
@@ -235,3 +236,15 @@ class Discriminator(nn.Module):
         features = self.main[:-1](x)
         projection = (self.embed(y)[:, :, None, None] * features).sum(dim=(1, 2, 3))
         return self.main[-1](features).flatten() + projection
+
+
+def build_generator(opts: Any, resolution: int, channels: int, n_classes: int) -> Generator:
+    """G as a run's options (`TrainOptions`) describe it, for images of `resolution` and `channels`."""
+    return Generator(resolution, opts.z_dim, opts.g_channels, channels, n_classes, opts.upsample)
+
+
+def build_models(opts: Any, resolution: int, channels: int,
+                 n_classes: int) -> tuple[Generator, Discriminator]:
+    """G and D as a run's options describe them; G is built first, as its init draws come first."""
+    G = build_generator(opts, resolution, channels, n_classes)
+    return G, Discriminator(resolution, opts.d_channels, channels, opts.arch, n_classes, opts.mbstd)

@@ -151,14 +151,12 @@ def check_contents(ckpt: dict[str, Any], path: str | Path) -> None:
 
 def _models(ckpt: dict[str, Any], opts: Any, path: str | Path) -> tuple[torch.nn.Module, torch.nn.Module]:
     """G and D as the options describe them, on the meta device (shapes only, no memory, no init)."""
-    from ..models import Discriminator, Generator
+    from ..models import build_models
 
     n_cls = len(ckpt.get("class_names") or []) if opts.conditional else 0
     try:
         with torch.device("meta"):
-            res, ch = ckpt["resolution"], ckpt["channels"]
-            G = Generator(res, opts.z_dim, opts.g_channels, ch, n_cls, opts.upsample)
-            D = Discriminator(res, opts.d_channels, ch, opts.arch, n_cls, opts.mbstd)
+            G, D = build_models(opts, ckpt["resolution"], ckpt["channels"], n_cls)
     except (UserError, ValueError, RuntimeError, KeyError) as err:
         raise UserError(f"{path}: damaged checkpoint, its options describe no model ({err})") from None
     return G, D

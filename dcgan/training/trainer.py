@@ -24,7 +24,7 @@ from ..diffaug import make_augment
 from ..errors import UserError
 from ..generate import resolve_device
 from ..losses import GRADIENT_PENALTIES, LOSSES
-from ..models import Discriminator, Generator
+from ..models import Discriminator, Generator, build_models
 from ..options import TrainOptions
 from .checkpoint import rng_state, set_rng_state
 from .dataset import BatchOrder, ImageSet
@@ -281,8 +281,7 @@ def build_trainer(opts: TrainOptions, data: ImageSet, dist: DistInfo | None = No
     device = device_for(dist, resolve_device(opts.device))
     seed_everything(opts.seed)
     n_cls = len(data.class_names) if opts.conditional else 0
-    G = Generator(data.resolution, opts.z_dim, opts.g_channels, data.channels, n_cls, opts.upsample)
-    D = Discriminator(data.resolution, opts.d_channels, data.channels, opts.arch, n_cls, opts.mbstd)
+    G, D = build_models(opts, data.resolution, data.channels, n_cls)
     # The EMA copy keeps plain BatchNorm even under --sync-bn: it only runs on rank 0 (samples,
     # checkpoints), where a SyncBatchNorm would wait for the other ranks.
     G_ema = copy.deepcopy(G).requires_grad_(False) if opts.ema > 0 else None
