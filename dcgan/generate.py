@@ -8,27 +8,17 @@ training show exactly the images `generate --seed 0` would give.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from .errors import UserError
-from .images import save_image
-from .models import Generator, build_generator
+from .images import save_grid, save_image, to_uint8
+from .models import Generator, build_generator, latents_for_seeds
 from .options import TrainOptions
 from .training.checkpoint import load_checkpoint
-from .training.runlog import save_grid, to_uint8
-
-
-def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
-    """One N(0, 1) latent per seed, each from its own seeded generator: (len(seeds), z_dim)."""
-    z = torch.empty(len(seeds), z_dim)
-    gen = torch.Generator()
-    for i, seed in enumerate(seeds):
-        z[i] = torch.randn(z_dim, generator=gen.manual_seed(int(seed)))
-    return z
+from .training.distributed import resolve_device
 
 
 def load_generator(model: str | Path, use_ema: bool = True,
@@ -40,14 +30,6 @@ def load_generator(model: str | Path, use_ema: bool = True,
     state = ckpt["G_ema"] if use_ema and ckpt.get("G_ema") is not None else ckpt["G"]
     G.load_state_dict(state)
     return G.to(device).eval(), opts, ckpt
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA GPU is available here (use --device cpu or auto)")
-    return torch.device(name)
 
 
 def model_classes(ckpt: dict) -> list[str]:

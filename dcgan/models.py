@@ -14,6 +14,7 @@ embedding with its last features (the projection discriminator of Miyato & Koyam
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -248,3 +249,16 @@ def build_models(opts: Any, resolution: int, channels: int,
     """G and D as a run's options describe them; G is built first, as its init draws come first."""
     G = build_generator(opts, resolution, channels, n_classes)
     return G, Discriminator(resolution, opts.d_channels, channels, opts.arch, n_classes, opts.mbstd)
+
+
+def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
+    """One N(0, 1) latent per seed, each from its own seeded generator: (len(seeds), z_dim).
+
+    The generator's input, for everyone who samples it by seed (the sample grids, the evaluations,
+    `generate`), so that the same seed gives the same image in each of them.
+    """
+    z = torch.empty(len(seeds), z_dim)
+    gen = torch.Generator()
+    for i, seed in enumerate(seeds):
+        z[i] = torch.randn(z_dim, generator=gen.manual_seed(int(seed)))
+    return z

@@ -20,8 +20,8 @@ import torch
 from ..analysis.c2st import C2STOptions, two_sample_test
 from ..analysis.quality import pr_features, precision_recall, sliced_wasserstein
 from ..analysis.spectrum import band_ratio, mean_power
-from ..generate import latents_for_seeds
-from .runlog import to_uint8
+from ..images import to_uint8
+from ..models import latents_for_seeds
 from .trainer import Trainer
 
 EVAL_SEED_OFFSET = 1_000_000  # latents disjoint from the sample grids' seeds 0..grid_size-1

@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..files import LOCK_NAME, DiskFullError, copy_file, folder_lock, remove_partials
-from ..generate import latents_for_seeds, resolve_device
+from ..images import save_grid
 from ..losses import LOSSES
+from ..models import latents_for_seeds
 from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions, apply_preset
 from . import distributed as ddp
 from . import runlog
@@ -129,7 +130,7 @@ def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwri
     rank, alike), and only then create or clear the run folder.
     """
     opts.resolve()
-    dist = ddp.init_distributed(resolve_device(opts.device))
+    dist = ddp.init_distributed(ddp.resolve_device(opts.device))
     handlers = runlog.start_log(dist.is_main)
     run_dir = Path(opts.output_dir)
     held, locks = contextlib.ExitStack(), []  # rank 0's lock on the run folder, for the whole run
@@ -235,7 +236,7 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
         evaluator.best_swd = best_swd if best_swd is not None else evaluator.best_swd
     samples = run_dir / runlog.SAMPLES
     if t.step == 0 and main:
-        runlog.save_grid(t.sample(grid_z, grid_y), samples / "step_0000000.png")
+        save_grid(t.sample(grid_z, grid_y), samples / "step_0000000.png")
     last_good = t.step
     # tqdm's own rate and remaining time would count the periodic work below: the ETA is ours.
     bar = tqdm(total=opts.steps, initial=t.step, unit="step", disable=not progress, dynamic_ncols=True,
@@ -271,7 +272,7 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
             if evaluator is not None and (t.step % opts.eval_every == 0 or at_end):
                 _evaluate(t, evaluator, run_dir)
             if main and (t.step % opts.sample_every == 0 or at_end):
-                runlog.save_grid(t.sample(grid_z, grid_y), samples / f"step_{t.step:07d}.png")
+                save_grid(t.sample(grid_z, grid_y), samples / f"step_{t.step:07d}.png")
                 if at_end or time.perf_counter() - last_plot >= PLOT_INTERVAL_S:
                     runlog.plot_loss_curve(run_dir)
                     last_plot = time.perf_counter()

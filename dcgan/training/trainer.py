@@ -22,13 +22,12 @@ from torch import nn
 
 from ..diffaug import make_augment
 from ..errors import UserError
-from ..generate import resolve_device
 from ..losses import GRADIENT_PENALTIES, LOSSES
 from ..models import Discriminator, Generator, build_models
 from ..options import TrainOptions
 from .checkpoint import rng_state, set_rng_state
 from .dataset import BatchOrder, ImageSet
-from .distributed import DistInfo, device_for
+from .distributed import DistInfo, device_for, resolve_device
 
 # Latents whose batch statistics become the EMA generator's BatchNorm statistics (calibrate_ema):
 # 512 keeps each channel's mean and variance within a few percent, in 0.46 s at 64 px on 2 CPU cores
