@@ -104,7 +104,8 @@ def run_example(root: Path, epochs: int, batch: int, n: int) -> dict[str, float]
 
 def build(size: int, batch: int, precision: str, preset: str) -> object:
     """A Trainer on random uint8 images (the speed does not depend on their content)."""
-    from dcgan.options import TrainOptions, apply_preset
+    from dcgan.options import TrainOptions
+    from dcgan.spec import settle
     from dcgan.training.dataset import ImageSet
     from dcgan.training.trainer import build_trainer
 
@@ -113,8 +114,7 @@ def build(size: int, batch: int, precision: str, preset: str) -> object:
     data = ImageSet([Path("x")] * n, size, 3, pixels, [""], torch.zeros(n, dtype=torch.int64))
     opts = TrainOptions(training_images=".", steps=10, batch_size=batch, output_dir=".", resolution=size,
                         precision=precision, device="cpu", preset=preset)
-    apply_preset(opts, n)
-    return build_trainer(opts.resolve(), data)
+    return build_trainer(settle(opts.validate(), n, size, 3, data.class_names), data)
 
 
 def step_flops(size: int, batch: int, precision: str, preset: str = "classic") -> float:

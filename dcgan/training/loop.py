@@ -13,7 +13,7 @@ import math
 import shutil
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,11 @@ from ..files import LOCK_NAME, DiskFullError, copy_file, folder_lock, remove_par
 from ..images import save_grid
 from ..losses import LOSSES
 from ..models import latents_for_seeds
-from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions, apply_preset
+from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions
+from ..spec import RunSpec, settle, training_folder
 from . import distributed as ddp
 from . import runlog
-from .checkpoint import LATEST, no_checkpoint_yet, save_checkpoint
+from .checkpoint import LATEST, load_checkpoint, no_checkpoint_yet, save_checkpoint
 from .dataset import ImageSet, load_image_set
 from .trainer import Trainer, build_trainer
 
@@ -78,9 +79,9 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 def check_run_dir(opts: TrainOptions, overwrite: bool) -> None:
     """Refuse an OUTPUT_DIR we must not use; touches nothing (runs before the images are read)."""
     run_dir = Path(opts.output_dir)
-    images = Path(opts.training_images).resolve()
+    images = training_folder(opts)
     if run_dir.resolve() == images or images in run_dir.resolve().parents:
-        raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({opts.training_images})")
+        raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({images})")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a folder")
     if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()) and not overwrite:
@@ -122,17 +123,44 @@ def _on_main(dist: ddp.DistInfo, action: Any, *args: Any) -> None:
         raise UserError(error)
 
 
-def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwrite: bool = False,
-          progress: bool = True) -> RunResult:
-    """Train (or continue) a run as `opts` describe; returns where it stopped.
+def train(asked: TrainOptions, overwrite: bool = False, progress: bool = True) -> RunResult:
+    """Start the run the user asked for; returns where it stopped.
 
-    Order matters for "never lose data": check OUTPUT_DIR, load and validate the images (every
-    rank, alike), and only then create or clear the run folder.
+    Order matters for "never lose data": check OUTPUT_DIR, load and check the images (every rank,
+    alike), and only then create or clear the run folder.
     """
-    opts.resolve()
-    dist = ddp.init_distributed(ddp.resolve_device(opts.device))
+    asked.validate()
+
+    def settle_on(data: ImageSet) -> RunSpec:
+        _check_data(data, asked)
+        return settle(asked, len(data), data.resolution, data.channels, data.class_names)
+
+    return _in_run_folder(asked, settle_on, None, overwrite, progress)
+
+
+def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True) -> RunResult:
+    """Continue the run in `run_dir` from its latest checkpoint, to `steps` in all (None: as planned)."""
+    checkpoint = load_checkpoint(run_dir)
+    spec = RunSpec.from_checkpoint(checkpoint, f"{run_dir} checkpoint").continued(run_dir, steps)
+    if checkpoint["step"] >= spec.options.steps:
+        raise UserError(f"{run_dir}: already trained {checkpoint['step']} of {spec.options.steps} steps; "
+                        "pass a larger --steps to train further")
+    spec.options.validate()  # a saved run is held to the ranges too
+
+    def same_data(data: ImageSet) -> RunSpec:
+        _check_data(data, spec.options, spec)
+        return spec
+
+    return _in_run_folder(spec.options, same_data, checkpoint, False, progress)
+
+
+def _in_run_folder(options: TrainOptions, settle_on: Callable[[ImageSet], RunSpec],
+                   checkpoint: dict[str, Any] | None, overwrite: bool, progress: bool) -> RunResult:
+    """Lock and check the run folder, load the images (settled into the spec by `settle_on`),
+    prepare the folder and its log, then train: a new run, or from `checkpoint`."""
+    dist = ddp.init_distributed(ddp.resolve_device(options.device))
     handlers = runlog.start_log(dist.is_main)
-    run_dir = Path(opts.output_dir)
+    run_dir = Path(options.output_dir)
     held, locks = contextlib.ExitStack(), []  # rank 0's lock on the run folder, for the whole run
 
     def lock() -> None:
@@ -140,85 +168,79 @@ def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwri
             locks.append(held.enter_context(folder_lock(run_dir, "training run")))
 
     try:
-        ddp.check_batch(dist, opts.batch_size)
+        ddp.check_batch(dist, options.batch_size)
         if run_dir.is_dir():  # a second resume, or --overwrite of a run still going: refused at once
             _on_main(dist, lock)
-        if resume_from is None:
-            _on_main(dist, check_run_dir, opts, overwrite)
-        data = _load_data(opts, resume_from, progress and dist.is_main)
-        if resume_from is None:
+        if checkpoint is None:
+            _on_main(dist, check_run_dir, options, overwrite)
+        data = load_image_set(training_folder(options), options.resolution, options.grayscale,
+                              options.max_memory_gb, progress and dist.is_main)
+        spec = settle_on(data)
+        if checkpoint is None:
             _on_main(dist, lock)  # a new folder: created by the lock, once the input is known good
-            _on_main(dist, prepare_run_dir, opts, overwrite)
+            _on_main(dist, prepare_run_dir, options, overwrite)
         _on_main(dist, remove_partials, run_dir)
         if dist.is_main:
             handlers = runlog.attach_log_file(run_dir, handlers)
-        return _train(opts, run_dir, resume_from, data, progress and dist.is_main, dist)
+        return _train(spec, run_dir, checkpoint, data, progress and dist.is_main, dist)
     finally:
         runlog.detach_log(handlers)
         held.close()
         ddp.shutdown(dist)
 
 
-def _load_data(opts: TrainOptions, resume_from: dict[str, Any] | None, progress: bool) -> ImageSet:
-    """Decode the training images and settle the options that depend on them (preset, classes)."""
-    data = load_image_set(opts.training_images, opts.resolution, opts.grayscale, opts.max_memory_gb, progress)
-    if resume_from is not None:
-        if (data.resolution, data.channels) != (resume_from["resolution"], resume_from["channels"]):
-            raise UserError(f"{opts.training_images}: images are now {data.resolution} px x {data.channels} "
-                            f"channels, the checkpoint was trained on {resume_from['resolution']} px x "
-                            f"{resume_from['channels']}")
-    else:
-        apply_preset(opts, len(data))
-        opts.resolve()  # presets may change values that resolve() checks
-    if opts.eval_every and len(data) < MIN_EVAL_IMAGES:
-        raise UserError(f"{opts.training_images}: --eval-every needs at least {MIN_EVAL_IMAGES} training "
-                        f"images, found {len(data)}")
-    if opts.conditional:
-        _check_classes(opts, data.class_names, resume_from)
-    opts.resolution = data.resolution
-    return data
+def _check_data(data: ImageSet, options: TrainOptions, saved: RunSpec | None = None) -> None:
+    """The images suit the run: enough for --eval-every, class folders for --conditional, and for a
+    resumed run (`saved`) the size, channels and classes it was trained on."""
+    where = training_folder(options)
+    if saved is not None and (data.resolution, data.channels) != (saved.resolution, saved.channels):
+        raise UserError(f"{where}: images are now {data.resolution} px x {data.channels} channels, the "
+                        f"checkpoint was trained on {saved.resolution} px x {saved.channels}")
+    if options.eval_every and len(data) < MIN_EVAL_IMAGES:
+        raise UserError(f"{where}: --eval-every needs at least {MIN_EVAL_IMAGES} training images, found "
+                        f"{len(data)}")
+    if not options.conditional:
+        return
+    classes = data.class_names
+    if len(classes) < 2 or "" in classes:
+        raise UserError(f"{where}: --conditional needs one subfolder per class (e.g. benign/ and malignant/) "
+                        f"and no images directly in the folder; found classes {classes}")
+    if saved is not None and list(saved.class_names) != classes:
+        raise UserError(f"{where}: classes are now {classes}, the checkpoint has {list(saved.class_names)}")
 
 
-def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None, data: ImageSet,
+def _train(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None, data: ImageSet,
            progress: bool, dist: ddp.DistInfo) -> RunResult:
-    trainer = build_trainer(opts, data, dist)
-    if not LOSSES[opts.loss].uses_targets and opts.label_smoothing != 1.0:
-        log.warning("--label-smoothing has no effect with --loss %s", opts.loss)
-    if resume_from is not None:
-        trainer.load_state_dict(resume_from)
+    trainer = build_trainer(spec, data, dist)
+    options = spec.options
+    if not LOSSES[options.loss].uses_targets and options.label_smoothing != 1.0:
+        log.warning("--label-smoothing has no effect with --loss %s", options.loss)
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
         if dist.is_main:
             runlog.truncate_stats(run_dir, trainer.step)
-        log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, opts.steps,
+        log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, options.steps,
                  dist.world)
     else:
         log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d; preset %s: %s loss, %s D, "
-                 "DiffAugment %s, EMA %s", len(data), data.resolution, data.resolution, opts.training_images,
-                 opts.steps, opts.batch_size, trainer.device, dist.world, opts.preset, opts.loss, opts.arch,
-                 opts.diffaug, opts.ema)
+                 "DiffAugment %s, EMA %s", len(data), data.resolution, data.resolution,
+                 options.training_images, options.steps, options.batch_size, trainer.device, dist.world,
+                 options.preset, options.loss, options.arch, options.diffaug, options.ema)
     log.info("compute: %s", trainer.describe_compute())
-    ddp.seed_rank(opts.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
+    ddp.seed_rank(options.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
     if dist.is_main:
-        opts.save(run_dir / OPTIONS_FILE, durable=True)
+        spec.save(run_dir / OPTIONS_FILE, durable=True)
     with stop_on_signals(trainer):
-        _loop(trainer, run_dir, progress, (resume_from or {}).get("best_swd"))
+        _loop(trainer, run_dir, progress, (checkpoint or {}).get("best_swd"))
     log.info("%s at step %d", "stopped" if trainer.stop_signal else "finished", trainer.step)
     stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(trainer.stop_signal)  # type: ignore[call-overload]
     return RunResult(trainer.step, run_dir, stopped, trainer)
 
 
-def _check_classes(opts: TrainOptions, classes: list[str], resume_from: dict[str, Any] | None) -> None:
-    if len(classes) < 2 or "" in classes:
-        raise UserError(f"{opts.training_images}: --conditional needs one subfolder per class (e.g. benign/ "
-                        f"and malignant/) and no images directly in the folder; found classes {classes}")
-    if resume_from is not None and resume_from.get("class_names") != classes:
-        raise UserError(f"{opts.training_images}: classes are now {classes}, the checkpoint has "
-                        f"{resume_from.get('class_names')}")
-
-
 def grid_inputs(t: Trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The fixed latents of the sample grids: seeds 0..grid_size-1, classes cycling row by row."""
-    n = t.opts.grid_size
-    z = latents_for_seeds(range(n), t.opts.z_dim)
+    n = t.options.grid_size
+    z = latents_for_seeds(range(n), t.options.z_dim)
     if not t.num_classes:
         return z, None
     row = max(1, math.ceil(math.sqrt(n)))
@@ -226,7 +248,7 @@ def grid_inputs(t: Trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
 
 
 def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = None) -> None:
-    opts, main = t.opts, t.dist.is_main
+    opts, main = t.options, t.dist.is_main
     grid_z, grid_y = grid_inputs(t)
     evaluator = None
     if opts.eval_every and main:
@@ -299,7 +321,7 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
 
 def _should_stop(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> bool:
     """Raise on a non-finite loss; True when a signal asks to stop. All ranks decide alike."""
-    check_finite = t.device.type == "cpu" or t.step % t.opts.log_every == 0
+    check_finite = t.device.type == "cpu" or t.step % t.options.log_every == 0
     flags = torch.tensor([float(t.stop_signal or 0),
                           float(check_finite and not bool(torch.isfinite(values[:2]).all()))])
     flags = ddp.all_max(flags, t.dist)
@@ -325,7 +347,7 @@ def _non_finite(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path)
 
 def _stats_record(t: Trainer, means: list[float], sec_per_step: float) -> dict[str, Any]:
     loss_d, loss_g, d_real, d_fake = means
-    images = t.opts.batch_size * t.opts.d_steps
+    images = t.options.batch_size * t.options.d_steps
     return {"step": t.step, "images_seen": t.step * images, "epoch": t.order.epoch,
             "loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake,
             "sec_per_step": sec_per_step, "images_per_sec": images / sec_per_step if sec_per_step else None,
@@ -353,7 +375,7 @@ def _checkpoint(t: Trainer, run_dir: Path, evaluator: Any = None) -> None:
     extra = {"best_swd": evaluator.best_swd} if evaluator is not None else {}
     try:
         save_checkpoint(run_dir / LATEST, {**t.state_dict(), **extra})
-        if t.opts.keep_checkpoints:
+        if t.options.keep_checkpoints:
             copy_file(run_dir / LATEST, run_dir / f"checkpoint-{t.step:07d}.pt", durable=True)
     except DiskFullError as err:
         then = (f"the previous checkpoint is kept; free some space and `gancontrol.py resume {run_dir}`"
