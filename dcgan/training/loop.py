@@ -32,7 +32,7 @@ from . import distributed as ddp
 from . import runlog
 from .checkpoint import LATEST, load_checkpoint, no_checkpoint_yet, save_checkpoint
 from .dataset import ImageSet, load_image_set
-from .trainer import Trainer, build_trainer
+from .trainer import StepStats, Trainer, build_trainer
 
 log = logging.getLogger("dcgan.training")
 
@@ -265,7 +265,8 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
                desc=run_dir.name, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
                                              "[{elapsed}{postfix}]")
     clock, losses = runlog.StepClock(), ""
-    acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()  # summed on the device: no sync
+    # StepStats summed on the device: no sync
+    acc, n_acc, t0 = torch.zeros(len(StepStats._fields), device=t.device), 0, time.perf_counter()
     started = time.perf_counter()
     last_plot = t0
     try:
@@ -281,7 +282,7 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
                 break
             at_end = t.step == opts.steps
             if t.step % opts.log_every == 0 or at_end:
-                means = ddp.all_mean((acc / n_acc).cpu(), t.dist).tolist()
+                means = StepStats(*ddp.all_mean((acc / n_acc).cpu(), t.dist).tolist())
                 record = _stats_record(t, means, (time.perf_counter() - t0) / n_acc)
                 if main:
                     runlog.append_stats(run_dir, record)
@@ -290,7 +291,7 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
                              record["images_per_sec"] or 0)
                 losses = (f", loss_d={record['loss_d']:.3f}, loss_g={record['loss_g']:.3f}, "
                           f"img/s={record['images_per_sec'] or 0:.0f}")
-                acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()
+                acc, n_acc, t0 = torch.zeros_like(acc), 0, time.perf_counter()
             if evaluator is not None and (t.step % opts.eval_every == 0 or at_end):
                 _evaluate(t, evaluator, run_dir)
             if main and (t.step % opts.sample_every == 0 or at_end):
@@ -307,7 +308,7 @@ def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = No
         ddp.sync_buffers([m for m in (t.G, t.D, t.G_ema) if m is not None], t.dist)
         if t.stop_signal is not None and t.step != last_good:
             if not _weights_finite(t):
-                raise _non_finite(t, torch.zeros(2), last_good, run_dir)
+                raise _non_finite(t, None, last_good, run_dir)
             if main:
                 _checkpoint(t, run_dir, evaluator)
                 runlog.plot_loss_curve(run_dir)
@@ -323,7 +324,7 @@ def _should_stop(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path
     """Raise on a non-finite loss; True when a signal asks to stop. All ranks decide alike."""
     check_finite = t.device.type == "cpu" or t.step % t.options.log_every == 0
     flags = torch.tensor([float(t.stop_signal or 0),
-                          float(check_finite and not bool(torch.isfinite(values[:2]).all()))])
+                          float(check_finite and not bool(torch.isfinite(values[StepStats.LOSSES]).all()))])
     flags = ddp.all_max(flags, t.dist)
     if flags[1] > 0:
         raise _non_finite(t, values, last_good, run_dir)
@@ -332,11 +333,13 @@ def _should_stop(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path
     return t.stop_signal is not None
 
 
-def _non_finite(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> NonFiniteLoss:
-    if not math.isfinite(float(values[0])):
-        what = f"loss_d became {float(values[0])}"
-    elif not math.isfinite(float(values[1])):
-        what = f"loss_g became {float(values[1])}"
+def _non_finite(t: Trainer, values: torch.Tensor | None, last_good: int, run_dir: Path) -> NonFiniteLoss:
+    """The error for a non-finite loss in `values` (stacked StepStats), else for non-finite weights."""
+    stats = StepStats(*values.tolist()) if values is not None else None
+    if stats is not None and not math.isfinite(stats.loss_d):
+        what = f"loss_d became {stats.loss_d}"
+    elif stats is not None and not math.isfinite(stats.loss_g):
+        what = f"loss_g became {stats.loss_g}"
     else:
         what = "the weights became non-finite"
     kept = (f"the last good checkpoint (step {last_good}) is kept in {run_dir}" if last_good
@@ -345,11 +348,9 @@ def _non_finite(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path)
                          "Try lower learning rates, --arch sngan or a gradient penalty (--gp)")
 
 
-def _stats_record(t: Trainer, means: list[float], sec_per_step: float) -> dict[str, Any]:
-    loss_d, loss_g, d_real, d_fake = means
+def _stats_record(t: Trainer, means: StepStats[float], sec_per_step: float) -> dict[str, Any]:
     images = t.options.batch_size * t.options.d_steps
-    return {"step": t.step, "images_seen": t.step * images, "epoch": t.order.epoch,
-            "loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake,
+    return {"step": t.step, "images_seen": t.step * images, "epoch": t.order.epoch, **means._asdict(),
             "sec_per_step": sec_per_step, "images_per_sec": images / sec_per_step if sec_per_step else None,
             "time": time.time()}
 

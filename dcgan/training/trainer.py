@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -35,6 +35,22 @@ from .distributed import DistInfo, device_for, resolve_device
 # (fp32, median of 5), once per sample grid or checkpoint.
 CALIBRATION_IMAGES = 512
 CALIBRATION_BATCH = 64
+
+
+V = TypeVar("V")
+
+
+class StepStats(NamedTuple, Generic[V]):
+    """What one training cycle reports. `Trainer.train_step` returns these stacked, in this order,
+    as one float tensor, so that the loop sums them on the device without waiting for it;
+    `StepStats(*values.tolist())` names them again. The losses come first (`LOSSES`)."""
+
+    loss_d: V
+    loss_g: V
+    d_real: V  # D's mean output (logit) on the real batch
+    d_fake: V  # ... and on the generated one
+
+    LOSSES = slice(0, 2)  # loss_d and loss_g in the stacked tensor: the values that must stay finite
 
 
 def cpu_supports_bf16() -> bool:
@@ -170,7 +186,7 @@ class Trainer:
         return loss_g.detach()
 
     def train_step(self) -> torch.Tensor:
-        """One cycle; returns [loss_d, loss_g, d_real, d_fake] of this rank (no host sync)."""
+        """One cycle; returns this rank's `StepStats`, stacked (no host sync)."""
         for _ in range(self.options.d_steps - 1):
             real, y = self.real_batch()
             with torch.no_grad(), self.autocast():
@@ -183,7 +199,7 @@ class Trainer:
         loss_g = self.g_update(real, fake, y)  # reuses this fake, as the DCGAN reference does
         self.update_ema()
         self.step += 1
-        return torch.stack([loss_d, loss_g, d_real, d_fake]).float()
+        return torch.stack(StepStats(loss_d, loss_g, d_real, d_fake)).float()
 
     @torch.no_grad()
     def update_ema(self) -> None:
