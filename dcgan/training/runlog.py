@@ -108,6 +108,9 @@ class StepClock:
     with the steps beside them (as tqdm's rate does) they made the ETA jump (14:01 -> 36:11). Only
     `step()` intervals count here: the first after a start is left out (allocation and warm-up),
     then a running mean that turns into a moving average over about 1/smoothing steps.
+
+    It is the training loop's one clock: besides the steps it times the log intervals (`lap`) and
+    what the run spent outside the steps (`other_seconds`), for the end-of-run summary.
     """
 
     def __init__(self, smoothing: float = 0.02, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -116,6 +119,20 @@ class StepClock:
         self.steps_timed = 0
         self.step_seconds = 0.0  # all timed steps, the first included, for the end-of-run summary
         self._warm = False
+        self.started = self._lap_start = clock()
+
+    def now(self) -> float:
+        return self.clock()
+
+    def lap(self) -> float:
+        """Seconds since the previous lap (or the start), steps and periodic work alike."""
+        now = self.clock()
+        seconds, self._lap_start = now - self._lap_start, now
+        return seconds
+
+    def other_seconds(self) -> float:
+        """Seconds since the start spent outside the timed steps (grids, plots, checkpoints, ...)."""
+        return self.clock() - self.started - self.step_seconds
 
     def step(self) -> contextlib.AbstractContextManager[None]:
         """Time the enclosed training step."""
