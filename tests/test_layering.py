@@ -1,10 +1,15 @@
-"""The package's imports point one way: no module of dcgan/ imports, even lazily, one that imports it back."""
+"""The package's structure: imports point one way (no module of dcgan/ imports, even lazily, one
+that imports it back), and what the machine offers is asked in one place."""
 
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
+import pytest
+
+from dcgan import resources
 from tests.conftest import REPO
 
 PACKAGE = REPO / "dcgan"
@@ -109,3 +114,19 @@ def test_training_sits_above_generate() -> None:
     assert "dcgan.training.checkpoint" in graph["dcgan.generate"]
     back = [m for m, to in graph.items() if m.startswith("dcgan.training") and "dcgan.generate" in to]
     assert back == []
+
+
+def test_cores_and_block_memory_are_defined_once() -> None:
+    # One affinity-aware core count and one block size (there were two counts and three sizes).
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name != "resources.py":
+            text = path.read_text(encoding="utf-8")
+            assert "os.cpu_count(" not in text and "BLOCK_BYTES =" not in text, path
+
+
+def test_cpu_count_is_the_cores_this_process_may_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {2, 5}, raising=False)  # e.g. taskset -c 2,5
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert resources.cpu_count() == 2
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS, Windows
+    assert resources.cpu_count() == 64

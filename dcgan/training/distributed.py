@@ -113,11 +113,6 @@ def sync_buffers(modules: list[torch.nn.Module], info: DistInfo) -> None:
                 dist.broadcast(b, src=0)
 
 
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
-
-
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.barrier()

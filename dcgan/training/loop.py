@@ -18,7 +18,7 @@ import shutil
 import signal
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,6 @@ class RunResult:
     step: int
     run_dir: Path
     stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when interrupted
-    trainer: Trainer | None = field(default=None, repr=False)  # for callers that embed the loop
 
 
 @contextlib.contextmanager
@@ -240,7 +239,7 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
         _training_loop(trainer, run_dir, progress, (checkpoint or {}).get("best_swd"))
     log.info("%s at step %d", "stopped" if trainer.stop_signal else "finished", trainer.step)
     stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(trainer.stop_signal)  # type: ignore[call-overload]
-    return RunResult(trainer.step, run_dir, stopped, trainer)
+    return RunResult(trainer.step, run_dir, stopped)
 
 
 def grid_inputs(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
