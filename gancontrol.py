@@ -26,7 +26,7 @@ except ModuleNotFoundError as err:  # started by a Python without the set-up: on
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 POSITIONAL = ("training_images", "steps", "batch_size", "output_dir")
-DERIVED = ("channels", "user_set")
+DERIVED = ("user_set",)
 CHOICES = {"arch": ["dcgan", "sngan"], "device": ["auto", "cpu", "cuda"],
            "precision": ["auto", "bf16", "fp32"]}
 
@@ -160,20 +160,9 @@ def resume(output_dir: str, steps: int | None, quiet: bool) -> None:
     Example:
       python gancontrol.py resume runs/demo --steps 4000
     """
-    from dcgan.errors import UserError
-    from dcgan.options import TrainOptions
-    from dcgan.training.checkpoint import load_checkpoint
-    from dcgan.training.loop import train
+    from dcgan.training.loop import resume as resume_run
 
-    ckpt = load_checkpoint(output_dir)
-    opts = TrainOptions.from_dict(ckpt["options"], f"{output_dir} checkpoint")
-    opts.output_dir = output_dir
-    if steps is not None:
-        opts.steps = steps
-    if ckpt["step"] >= opts.steps:
-        raise UserError(f"{output_dir}: already trained {ckpt['step']} of {opts.steps} steps; "
-                        "pass a larger --steps to train further")
-    _report(train(opts, resume_from=ckpt, progress=not quiet))
+    _report(resume_run(output_dir, steps, progress=not quiet))
 
 
 def _report(result: Any) -> None:

@@ -54,7 +54,9 @@ def cpu_description() -> str:
     model = next((x.split(":", 1)[1].strip() for x in lines if x.startswith("model name")), "unknown CPU")
     flags = set(next((x.split(":", 1)[1].split() for x in lines if x.startswith("flags")), []))
     native = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
-    return (f"{model}, {os.cpu_count()} CPUs, {'AVX-512' if 'avx512f' in flags else 'no AVX-512'}, "
+    from dcgan.resources import cpu_count
+
+    return (f"{model}, {cpu_count()} CPUs, {'AVX-512' if 'avx512f' in flags else 'no AVX-512'}, "
             f"{'native bf16: ' + ' '.join(native) if native else 'no native bf16 (no AVX512-BF16, no AMX)'}")
 
 
@@ -74,6 +76,8 @@ def run_ours(data: Path, size: int, steps: int, batch: int, extra: list[str],
 
     nproc > 0 launches it with torchrun (that many processes, the CPU threads shared among them).
     """
+    from dcgan.resources import cpu_count
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         cmd = [sys.executable, str(REPO / "gancontrol.py"), "training", str(data), str(steps), str(batch),
@@ -82,7 +86,7 @@ def run_ours(data: Path, size: int, steps: int, batch: int, extra: list[str],
         if nproc:
             cmd[1:2] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
                         "--local-addr=127.0.0.1", str(REPO / "gancontrol.py")]
-            env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 1) // nproc)))
+            env.update(GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS=str(max(1, cpu_count() // nproc)))
         wall, cpu = timed(cmd, env)
         stats = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines()]
         compute = next((line.split("compute: ", 1)[1] for line in (out / "log.txt").read_text().splitlines()
@@ -104,7 +108,8 @@ def run_example(root: Path, epochs: int, batch: int, n: int) -> dict[str, float]
 
 def build(size: int, batch: int, precision: str, preset: str) -> object:
     """A Trainer on random uint8 images (the speed does not depend on their content)."""
-    from dcgan.options import TrainOptions, apply_preset
+    from dcgan.options import TrainOptions
+    from dcgan.spec import settle
     from dcgan.training.dataset import ImageSet
     from dcgan.training.trainer import build_trainer
 
@@ -113,8 +118,7 @@ def build(size: int, batch: int, precision: str, preset: str) -> object:
     data = ImageSet([Path("x")] * n, size, 3, pixels, [""], torch.zeros(n, dtype=torch.int64))
     opts = TrainOptions(training_images=".", steps=10, batch_size=batch, output_dir=".", resolution=size,
                         precision=precision, device="cpu", preset=preset)
-    apply_preset(opts, n)
-    return build_trainer(opts.resolve(), data)
+    return build_trainer(settle(opts.validate(), n, size, 3, data.class_names), data)
 
 
 def step_flops(size: int, batch: int, precision: str, preset: str = "classic") -> float:

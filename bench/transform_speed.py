@@ -17,7 +17,6 @@ machine's speed (thermal, other load) hits all methods alike, and medians are re
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dcgan.data.transform import transform_folder
 from dcgan.images import center_crop_box, find_images
+from dcgan.resources import cpu_count
 
 
 def make_jpeg(path: Path, size: tuple[int, int], seed: int) -> None:
@@ -91,7 +91,7 @@ def main() -> None:
     paths = ensure_inputs(inputs, args.count, (args.width, args.height))
     mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
     print(f"{len(paths)} JPEGs {args.width}x{args.height} ({mb:.2f} MB each) in {inputs} -> "
-          f"{args.target}x{args.target}; {os.cpu_count()} CPUs")
+          f"{args.target}x{args.target}; {cpu_count()} CPUs")
     for p in paths:  # warm the page cache so that the first method timed does not pay for the disk
         p.read_bytes()
 

@@ -8,56 +8,33 @@ training show exactly the images `generate --seed 0` would give.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from .errors import UserError
-from .images import save_image
-from .models import Generator, build_generator
-from .options import TrainOptions
+from .images import save_grid, save_image, to_uint8
+from .models import Generator, build_generator, latents_for_seeds
+from .spec import RunSpec
 from .training.checkpoint import load_checkpoint
-from .training.runlog import save_grid, to_uint8
-
-
-def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
-    """One N(0, 1) latent per seed, each from its own seeded generator: (len(seeds), z_dim)."""
-    z = torch.empty(len(seeds), z_dim)
-    gen = torch.Generator()
-    for i, seed in enumerate(seeds):
-        z[i] = torch.randn(z_dim, generator=gen.manual_seed(int(seed)))
-    return z
+from .training.distributed import resolve_device
 
 
 def load_generator(model: str | Path, use_ema: bool = True,
-                   device: str = "cpu") -> tuple[Generator, TrainOptions, dict]:
-    """The generator of a checkpoint (or run folder), in eval mode, with its options."""
+                   device: str = "cpu") -> tuple[Generator, RunSpec, dict]:
+    """The generator of a checkpoint (or run folder), in eval mode, with the run's spec."""
     ckpt = load_checkpoint(model)
-    opts = TrainOptions.from_dict(ckpt["options"])
-    G = build_generator(opts, ckpt["resolution"], ckpt["channels"], len(model_classes(ckpt)))
+    spec = RunSpec.from_checkpoint(ckpt)
+    G = build_generator(spec)
     state = ckpt["G_ema"] if use_ema and ckpt.get("G_ema") is not None else ckpt["G"]
     G.load_state_dict(state)
-    return G.to(device).eval(), opts, ckpt
+    return G.to(device).eval(), spec, ckpt
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA GPU is available here (use --device cpu or auto)")
-    return torch.device(name)
-
-
-def model_classes(ckpt: dict) -> list[str]:
-    """The class names of a class-conditional checkpoint, [] for an unconditional one."""
-    return list(ckpt.get("class_names") or []) if ckpt["options"].get("conditional") else []
-
-
-def class_index(ckpt: dict, name: str | None) -> int | None:
-    """The label of class `name` in a conditional checkpoint (None for an unconditional one)."""
-    classes = model_classes(ckpt)
+def class_index(spec: RunSpec, name: str | None) -> int | None:
+    """The label of class `name` in a conditional model (None for an unconditional one)."""
+    classes = spec.class_names
     if not classes:
         if name is not None:
             raise UserError(f"--class {name}: this model is not class-conditional")
@@ -95,10 +72,10 @@ def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int
         raise UserError(f"--truncation {truncation}: must be in (0, 1]")
     out = check_output_dir(output_dir, overwrite)
     dev = resolve_device(device)
-    G, opts, ckpt = load_generator(model, use_ema, str(dev))
-    classes = model_classes(ckpt)
+    G, spec, _ = load_generator(model, use_ema, str(dev))
+    classes = list(spec.class_names)
     per_class_rows = overview and bool(classes) and class_name is None
-    label = None if per_class_rows else class_index(ckpt, class_name)
+    label = None if per_class_rows else class_index(spec, class_name)
     out.mkdir(parents=True, exist_ok=True)
     seeds = list(range(seed, seed + n))
     jobs = [(c, seeds) for c in range(len(classes))] if per_class_rows else [(label, seeds)]
@@ -110,7 +87,7 @@ def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int
             for i in range(0, n, batch_size):
                 chunk = job_seeds[i:i + batch_size]
                 # Truncation pulls each latent towards the mean (0), trading variety for typicality.
-                z = latents_for_seeds(chunk, opts.z_dim) * truncation
+                z = latents_for_seeds(chunk, spec.options.z_dim) * truncation
                 y = None if cls is None else torch.full((len(chunk),), cls, dtype=torch.int64, device=dev)
                 x = G(z.to(dev), y).float().cpu()
                 bar.update(1)
@@ -153,9 +130,9 @@ def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: st
         raise UserError("--interpolate needs at least 2 frames and at least 2 seeds")
     out = check_output_dir(output_dir, overwrite)
     dev = resolve_device(device)
-    G, opts, ckpt = load_generator(model, use_ema, str(dev))
-    label = class_index(ckpt, class_name)
-    z = latents_for_seeds(seeds, opts.z_dim) * truncation
+    G, spec, _ = load_generator(model, use_ema, str(dev))
+    label = class_index(spec, class_name)
+    z = latents_for_seeds(seeds, spec.options.z_dim) * truncation
     t = torch.arange(frames) / frames
     path_z = torch.cat([slerp(z[i], z[(i + 1) % len(seeds)], t) for i in range(len(seeds))])
     y = None if label is None else torch.full((len(path_z),), label, dtype=torch.int64, device=dev)

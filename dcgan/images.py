@@ -11,12 +11,16 @@ import os
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from .errors import UserError
 from .files import TEMP_PREFIX, atomic_path
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 # `augment` writes this file into its output folder (by default INPUT/output/, inside the real set):
@@ -216,3 +220,42 @@ def read_images(paths: Sequence[Path], size: int | tuple[int, int] | None = None
         except ImageReadError as err:
             skipped.append(str(err))
     return arrays, kept, skipped
+
+
+# Generator output (floats in [-1, 1]) as pictures: the sample grids, `generate` and the evaluations.
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Generator output in [-1, 1] (N, C, H, W) -> uint8 (N, C, H, W)."""
+    import torch
+
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None,
+              row_labels: list[str] | None = None) -> None:
+    """Save generator output (N, C, H, W in [-1, 1]) as one near-square grid PNG; `row_labels`
+    (e.g. the class of each row) are written in a white margin left of the rows."""
+    import math
+
+    from torchvision.utils import make_grid
+
+    n = images.shape[0]
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=255).permute(1, 2, 0).numpy()
+    if row_labels:
+        grid = _label_rows(grid, row_labels, images.shape[2] + 2)
+    save_image(grid, path)
+
+
+def _label_rows(grid: np.ndarray, labels: list[str], pitch: int) -> np.ndarray:
+    """The grid (H, W, C uint8) with `labels` in black in a left margin, each centred on its row."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(10, min(16, pitch // 3)))
+    width = max(int(font.getlength(t)) for t in labels) + 8
+    h, w, c = grid.shape
+    canvas = Image.new("RGB", (w + width, h), (255, 255, 255))
+    canvas.paste(Image.fromarray(grid if c == 3 else np.repeat(grid, 3, axis=2)), (width, 0))
+    draw = ImageDraw.Draw(canvas)
+    for i, text in enumerate(labels):
+        draw.text((width - 4, 2 + i * pitch + (pitch - 2) / 2), text, fill=(0, 0, 0), font=font, anchor="rm")
+    return np.asarray(canvas)

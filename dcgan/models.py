@@ -14,7 +14,8 @@ embedding with its last features (the projection discriminator of Miyato & Koyam
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -22,6 +23,9 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .spec import RunSpec
 
 MAX_WIDTH_FACTOR = 8
 
@@ -238,13 +242,27 @@ class Discriminator(nn.Module):
         return self.main[-1](features).flatten() + projection
 
 
-def build_generator(opts: Any, resolution: int, channels: int, n_classes: int) -> Generator:
-    """G as a run's options (`TrainOptions`) describe it, for images of `resolution` and `channels`."""
-    return Generator(resolution, opts.z_dim, opts.g_channels, channels, n_classes, opts.upsample)
+def build_generator(spec: RunSpec) -> Generator:
+    """G as a run's settled settings describe it."""
+    o = spec.options
+    return Generator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.upsample)
 
 
-def build_models(opts: Any, resolution: int, channels: int,
-                 n_classes: int) -> tuple[Generator, Discriminator]:
-    """G and D as a run's options describe them; G is built first, as its init draws come first."""
-    G = build_generator(opts, resolution, channels, n_classes)
-    return G, Discriminator(resolution, opts.d_channels, channels, opts.arch, n_classes, opts.mbstd)
+def build_models(spec: RunSpec) -> tuple[Generator, Discriminator]:
+    """G and D as a run's settled settings describe them; G is built first, as its init draws come first."""
+    o = spec.options
+    G = build_generator(spec)
+    return G, Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes, o.mbstd)
+
+
+def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:
+    """One N(0, 1) latent per seed, each from its own seeded generator: (len(seeds), z_dim).
+
+    The generator's input, for everyone who samples it by seed (the sample grids, the evaluations,
+    `generate`), so that the same seed gives the same image in each of them.
+    """
+    z = torch.empty(len(seeds), z_dim)
+    gen = torch.Generator()
+    for i, seed in enumerate(seeds):
+        z[i] = torch.randn(z_dim, generator=gen.manual_seed(int(seed)))
+    return z

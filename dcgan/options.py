@@ -1,14 +1,15 @@
-"""One options object per training run: defaults, YAML control files, CLI overrides, save/load.
+"""One options object per training run: defaults, YAML control files, CLI overrides, presets.
 
-The resolved `TrainOptions` are written to the run folder (`options.json`) and stored in every
-checkpoint; `resume` and `generate` read them back, so no flag is ever repeated.
-Precedence: dataclass defaults < YAML control file (`--config`) < flags given on the command line.
+`TrainOptions` are what the user asked for. Precedence: dataclass defaults < YAML control file
+(`--config`) < flags given on the command line. They are validated here and never changed: the
+run's settled values (preset applied, automatic values filled in, the images' size) are a
+`dcgan.spec.RunSpec`, which the run folder (`options.json`) and every checkpoint keep, so that
+`resume` and `generate` never need a flag repeated.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import types
 import typing
@@ -18,14 +19,12 @@ from typing import Any
 
 from .errors import UserError
 
-AUTO_MIN_INTERVAL = 10  # steps; the shortest automatic interval between sample grids or checkpoints
-
 
 def opt(default: Any, help: str, low: float | None = None, high: float | None = None,
         low_open: bool = False, high_open: bool = False) -> Any:
     """A dataclass field with a help text and, for numbers, its allowed range.
 
-    The range is checked by `TrainOptions.resolve` (so YAML control files and saved runs are held to
+    The range is checked by `TrainOptions.validate` (so YAML control files and saved runs are held to
     it) and given to click (so `--help` shows it); one declaration, no drift.
     """
     bounds = None if low is None and high is None else Range(low, high, low_open, high_open)
@@ -60,9 +59,9 @@ class Range:
 MIN_EVAL_IMAGES = 4  # k-NN precision/recall (k = 3) needs more than k images of each kind
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainOptions:
-    """Everything that defines a training run; each field's help is its `--help` text."""
+    """Everything the user asks of a training run; each field's help is its `--help` text."""
 
     training_images: str = opt("", "folder of training images (read recursively)")
     steps: int = opt(1000, "training cycles: one D update (or --d-steps) + one G update", 1)
@@ -70,7 +69,6 @@ class TrainOptions:
     output_dir: str = opt("", "the run folder")
     resolution: int | None = opt(None, "image size; None = the images' own size", 16)
     grayscale: bool = opt(False, "train one-channel images")
-    channels: int = opt(3, "resolved from --grayscale")
     z_dim: int = opt(100, "latent size", 1)
     g_channels: int = opt(64, "generator width (channels of its last hidden layer)", 1)
     d_channels: int = opt(64, "discriminator width (channels of its first layer)", 1)
@@ -90,9 +88,10 @@ class TrainOptions:
     beta1: float = opt(0.5, "Adam beta1", 0, 1, high_open=True)
     beta2: float = opt(0.999, "Adam beta2", 0, 1, high_open=True)
     d_steps: int = opt(1, "D updates per G update", 1)
-    ema: float = opt(0.999, "decay of the EMA generator that samples and generate use (0 = off); it warms "
-                     "up as min(ema, (1+step)/(10+step)), reaching 0.999 at step ~9,000", 0, 1,
-                     high_open=True)
+    ema: float = opt(0.999, "decay of the EMA generator that samples and generate use (0 = off); unless "
+                     "given, the preset's: 0.95 with small-data and 0 (off) with classic (auto picks one of "
+                     "the two), 0.999 with sngan-diffaug or none. It warms up as "
+                     "min(ema, (1+step)/(10+step))", 0, 1, high_open=True)
     seed: int = opt(0, "seeds weights, batch order and latents", 0, 2**32 - 1)
     log_every: int = opt(0, "steps between stats.jsonl lines (0 = auto)", 0)
     sample_every: int = opt(0, "steps between sample grids (0 = auto: about 20, at least 10 steps apart)", 0)
@@ -113,8 +112,8 @@ class TrainOptions:
     compile: bool = opt(False, "torch.compile G and D (fastest on GPUs; slow first steps)")
     user_set: list[str] = field(default_factory=list, metadata={"help": "options given explicitly"})
 
-    def resolve(self) -> TrainOptions:
-        """Fill the automatic values (0 = auto) from steps; validate names and ranges."""
+    def validate(self) -> TrainOptions:
+        """Check the names and ranges; a `UserError` naming the option, else `self` (unchanged)."""
         from .losses import GRADIENT_PENALTIES, LOSSES
 
         def check(ok: bool, msg: str) -> None:
@@ -138,17 +137,6 @@ class TrainOptions:
         parse_policy(self.diffaug)
         check(self.preset in PRESETS or self.preset == "auto",
               f"--preset {self.preset!r}: choose auto, {', '.join(PRESETS)}")
-        self.channels = 1 if self.grayscale else 3
-        # Absolute, so that `resume` works from any working directory.
-        self.training_images = str(Path(self.training_images).resolve())
-        if self.log_every <= 0:
-            self.log_every = max(1, min(50, self.steps // 20))
-        # Auto grids and checkpoints come no closer than AUTO_MIN_INTERVAL steps (the last step always
-        # gets both): in a short run one per step cost more than the training (docs/performance.md).
-        if self.sample_every <= 0:
-            self.sample_every = max(min(AUTO_MIN_INTERVAL, self.steps), self.steps // 20)
-        if self.checkpoint_every <= 0:
-            self.checkpoint_every = max(min(AUTO_MIN_INTERVAL, self.steps), self.steps // 10)
         return self
 
     def check_ranges(self) -> None:
@@ -174,19 +162,18 @@ class TrainOptions:
         """Build from a dict, refusing unknown keys (a typo in a control file must not pass)."""
         known = {f.name for f in fields(cls)}
         norm = {str(k).replace("-", "_"): v for k, v in data.items()}
+        norm = {k: v for k, v in norm.items() if k not in RETIRED}
         unknown = sorted(set(norm) - known)
         if unknown:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)}")
         hints = typing.get_type_hints(cls)
         return cls(**{k: _coerce(v, hints[k], k, source) for k, v in norm.items()})
 
-    def save(self, path: str | Path, durable: bool = False) -> None:
-        from .files import write_json
-
-        write_json(path, self.to_dict(), durable=durable)
-
 
 OPTIONS_FILE = "options.json"
+# Options of earlier versions that are now derived, accepted and ignored: saved runs and control
+# files that name them keep loading (channels follows --grayscale and the images).
+RETIRED = frozenset({"channels"})
 
 
 def base_type(hint: Any) -> Any:
@@ -287,24 +274,13 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def apply_preset(opts: TrainOptions, num_images: int) -> TrainOptions:
-    """Resolve `auto` by the number of training images and fill in the preset's values."""
-    if opts.preset == "auto":
-        opts.preset = "small-data" if num_images < SMALL_DATA_LIMIT else "classic"
-    for key, value in PRESETS[opts.preset].items():
-        if key not in opts.user_set:
-            setattr(opts, key, value)
-    return opts
-
-
-def load_run_options(run_dir: str | Path) -> TrainOptions:
-    """The saved options of a run folder."""
-    path = Path(run_dir) / OPTIONS_FILE
-    try:
-        return TrainOptions.from_dict(json.loads(path.read_text()), str(path))
-    except FileNotFoundError:
-        raise UserError(f"{run_dir}: not a training run folder (no {OPTIONS_FILE})") from None
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: unreadable ({err})") from None
+    """`opts` with `auto` resolved by the number of training images and the preset's values filled
+    in where the user set none."""
+    preset = opts.preset
+    if preset == "auto":
+        preset = "small-data" if num_images < SMALL_DATA_LIMIT else "classic"
+    values = {k: v for k, v in PRESETS[preset].items() if k not in opts.user_set}
+    return dataclasses.replace(opts, preset=preset, **values)
 
 
 def option_help() -> dict[str, str]:

@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dcgan.options import TrainOptions, merge_options
-from dcgan.training.loop import train
+from dcgan.training import loop
 
 
 def main() -> None:
@@ -22,11 +22,13 @@ def main() -> None:
     flags = dict(zip(sys.argv[4::2], sys.argv[5::2], strict=True))
     values = {k.lstrip("-").replace("-", "_"): (int(v) if v.isdigit() else v) for k, v in flags.items()}
     opts = merge_options(TrainOptions(), {}, {"training_images": data, "output_dir": out, **values})
-    result = train(opts, progress=False)
-    assert result.trainer is not None
-    t = result.trainer
-    state = {f"{name}.{k}": v for name, m in (("G", t.G), ("D", t.D), ("G_ema", t.G_ema)) if m is not None
-             for k, v in m.state_dict().items()}
+    # Keep this rank's trainer as the loop builds it, to read its weights once training is over.
+    built, build = [], loop.build_trainer
+    loop.build_trainer = lambda *args, **kwargs: built.append(build(*args, **kwargs)) or built[-1]
+    loop.train(opts, progress=False)
+    (trainer,) = built
+    state = {f"{name}.{k}": v for name, m in (("G", trainer.G), ("D", trainer.D), ("G_ema", trainer.G_ema))
+             if m is not None for k, v in m.state_dict().items()}
     torch.save(state, Path(dump) / f"rank{os.environ['RANK']}.pt")
 
 

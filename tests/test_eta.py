@@ -48,3 +48,14 @@ def test_a_slower_phase_moves_the_eta_gradually() -> None:
 
 def test_no_estimate_before_a_step_was_timed() -> None:
     assert StepClock().eta(10) is None and StepClock().eta_text(10) == "ETA ?"
+
+
+def test_the_same_clock_times_log_intervals_and_the_summary() -> None:
+    fake = FakeClock()
+    clock = StepClock(clock=fake)
+    run_steps(clock, fake, [1.0] * 20, periodic=4.0)  # 20 s of steps, 2 x 4 s of periodic work
+    assert clock.lap() == pytest.approx(28.0)  # a log interval: steps and periodic work alike
+    fake.now += 3.0
+    assert clock.lap() == pytest.approx(3.0)  # from the previous lap
+    assert clock.now() == fake.now == pytest.approx(31.0)
+    assert clock.step_seconds == pytest.approx(20.0) and clock.other_seconds() == pytest.approx(11.0)

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from dcgan.options import TrainOptions
+from dcgan.spec import fill_automatic
 from dcgan.training.trainer import cpu_supports_bf16
 from gancontrol import cli
 from tests.conftest import REPO, TRAINING_DATA, make_image
@@ -32,9 +33,11 @@ def test_log_names_precision_compile_and_threads(tmp_path: Path) -> None:
                          [(4, 4, 4), (25, 10, 10), (150, 10, 15), (2000, 100, 200)])
 def test_auto_grids_and_checkpoints_are_at_least_10_steps_apart(steps: int, sample_every: int,
                                                                 checkpoint_every: int) -> None:
-    opts = TrainOptions(training_images=".", steps=steps, output_dir="out").resolve()
+    asked = TrainOptions(training_images=".", steps=steps, output_dir="out")
+    opts = fill_automatic(asked)
     assert (opts.sample_every, opts.checkpoint_every) == (sample_every, checkpoint_every)
-    explicit = TrainOptions(training_images=".", steps=25, output_dir="out", sample_every=1).resolve()
+    assert (asked.sample_every, asked.checkpoint_every) == (0, 0)  # what the user asked is kept apart
+    explicit = fill_automatic(TrainOptions(training_images=".", steps=25, output_dir="out", sample_every=1))
     assert explicit.sample_every == 1  # a value the user set is kept
 
 

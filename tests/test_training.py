@@ -147,6 +147,47 @@ def test_runs_saved_before_upsample_existed_still_resume_and_generate(tmp_path: 
     assert load_checkpoint(out)["step"] == 3
 
 
+def as_saved_before_the_spec(run_dir: Path) -> None:
+    """Rewrite a run folder as versions before RunSpec wrote it: a `channels` option and no `asked`
+    in the checkpoint, and options.json holding the checkpoint's options alone."""
+    ckpt = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    del ckpt["asked"]
+    ckpt["options"]["channels"] = ckpt["channels"]
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    (run_dir / "options.json").write_text(json.dumps(ckpt["options"]))
+
+
+def test_runs_saved_before_the_spec_still_resume_exactly_and_generate(tmp_path: Path) -> None:
+    old = train_tiny(tmp_path / "old", 2, "--grid-size", "4")
+    as_saved_before_the_spec(old)
+    assert set(json.loads((old / "options.json").read_text())) >= {"channels", "resolution", "ema"}
+    run("generate", old, 4, tmp_path / "fakes", "--overview", "--quiet")
+    grid = np.asarray(Image.open(old / "samples" / "step_0000002.png"))
+    assert np.array_equal(grid, np.asarray(Image.open(next((tmp_path / "fakes").iterdir()))))
+    run("resume", old, "--steps", 4, "--quiet")
+    one_go = train_tiny(tmp_path / "new", 4, "--grid-size", "4")
+    a, b = _state(load_checkpoint(one_go)), _state(load_checkpoint(old))
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
+    saved = json.loads((old / "options.json").read_text())
+    assert (saved["steps"], saved["channels"], saved["asked"]) == (4, 3, None)  # not recorded back then
+
+
+def test_options_json_keeps_what_was_asked_beside_what_was_settled(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run("training", TRAINING_DATA, 2, 8, out, "--z-dim", "16", "--g-channels", "8", "--d-channels", "8",
+        "--quiet", "--max-memory-gb", "0.000001")  # auto preset, the images' own size (160 px), streamed
+    saved = json.loads((out / "options.json").read_text())
+    assert (saved["preset"], saved["ema"], saved["resolution"], saved["channels"]) == (
+        "small-data", 0.95, 160, 3)
+    assert saved["sample_every"] == 2 and saved["training_images"] == str(TRAINING_DATA.resolve())
+    asked = saved["asked"]
+    assert (asked["preset"], asked["ema"], asked["resolution"], asked["sample_every"]) == (
+        "auto", 0.999, None, 0)
+    ckpt = load_checkpoint(out)
+    assert ckpt["asked"] == asked and ckpt["options"] == {k: v for k, v in saved.items() if k not in (
+        "asked", "channels", "class_names")}
+
+
 def test_no_ema_and_truncation_change_the_same_seeds_image(tmp_path: Path) -> None:
     out = train_tiny(tmp_path / "run", 2)
     # A few tiny steps leave both generators near their grey init; make the EMA one visibly its
@@ -175,13 +216,13 @@ def test_ema_generator_has_batchnorm_statistics_of_its_own_weights(tmp_path: Pat
     from dcgan.generate import load_generator
 
     run_dir = train_tiny(tmp_path / "run", 6)
-    G_ema, opts, ckpt = load_generator(run_dir)
+    G_ema, spec, ckpt = load_generator(run_dir)
     norms = {name: m for name, m in G_ema.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
     seen: dict[str, torch.Tensor] = {}
     hooks = [m.register_forward_hook(lambda m, inp, out, name=name: seen.__setitem__(name, inp[0]))
              for name, m in norms.items()]
     with torch.no_grad():
-        G_ema(torch.randn(2048, opts.z_dim, generator=torch.Generator().manual_seed(5)))
+        G_ema(torch.randn(2048, spec.options.z_dim, generator=torch.Generator().manual_seed(5)))
     for h in hooks:
         h.remove()
     for name, m in norms.items():

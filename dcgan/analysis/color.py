@@ -30,7 +30,6 @@ quantity, but for all images together:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..images import ImageReadError, load_array
+from ..resources import BLOCK_BYTES, cpu_count
 from .cache import FeatureCache, file_digest
 
 ALGORITHM = "v3"  # part of the cache namespace: palettes of an older algorithm are not reused
@@ -52,7 +52,6 @@ TOLERANCE = 1e-4  # times the mean per-channel variance of the sample, as scikit
 CHUNK_IMAGES = 256  # images handed to one worker at a time (10,000 images: 40 chunks) ...
 CHUNK_POINTS = 2**21  # ... quantized together while their samples total at most this many points
 ASSIGN_POINTS = 2**18  # points of one image scored against its centers at a time
-BLOCK_BYTES = 64 * 2**20  # working memory of one block of the distance computation
 EXACT_BELOW = 0.02  # palette distances below this are recomputed in float64
 
 
@@ -66,13 +65,6 @@ class Palettes:
     digests: list[str]
     skipped: list[str] = field(default_factory=list)
     cache_hits: int = 0
-
-
-def cpu_count() -> int:
-    """Cores this process may use (respects taskset/cgroup affinity where the OS reports it)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 @lru_cache(maxsize=8)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..resources import BLOCK_BYTES
 
-BLOCK_BYTES = 128 * 2**20
 DENSE_EIGEN_LIMIT = 1000  # up to this many points a full eigendecomposition is faster than ARPACK
 
 

@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..images import ImageReadError, load_array
+from ..resources import BLOCK_BYTES, cpu_count
 from .cache import FeatureCache, file_digest
 from .color import (
     cache_namespace,
     canonical_vectors,
-    cpu_count,
     distances_2018,
     image_palettes,
     palette_distances,
@@ -40,8 +40,6 @@ from .color import (
 
 if TYPE_CHECKING:
     from tqdm import tqdm
-
-BLOCK_BYTES = 128 * 2**20
 
 
 @dataclass

@@ -16,7 +16,6 @@ import nothing but numpy and Pillow, so training code can call them on EMA-gener
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..images import ImageReadError, crop_resize, find_images, open_image
+from ..resources import cpu_count
 
 if TYPE_CHECKING:
     import torch
@@ -365,7 +365,7 @@ def load_image_set(path: str, size: tuple[int, int] | None = None) -> ImageSet:
         except ImageReadError as err:
             return str(err)
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    with ThreadPoolExecutor(cpu_count()) as pool:
         decoded = list(pool.map(load, paths))
     skipped = [d for d in decoded if isinstance(d, str)]
     kept = [(p, d) for p, d in zip(paths, decoded, strict=True) if not isinstance(d, str)]

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..images import ImageReadError, find_images, load_image, save_image
+from ..resources import cpu_count
 
 OUTPUT_SUFFIXES = {"jpg": ".jpg", "jpeg": ".jpg", "png": ".png"}
 
@@ -146,7 +147,7 @@ def _init_worker(max_image_pixels: int | None) -> None:
 
 def _run(jobs: Sequence[_Job], workers: int | None, progress: bool) -> Iterator[str | None]:
     """Yield `_transform_one`'s result for each job, in order, with a progress bar."""
-    workers = max(1, min(workers or os.cpu_count() or 1, len(jobs)))
+    workers = max(1, min(workers or cpu_count(), len(jobs)))
     bar = tqdm(total=len(jobs), unit="img", desc="transform", disable=not progress)
     with bar:
         if workers == 1:

@@ -12,13 +12,16 @@ import pickle
 import random
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from ..errors import UserError
 from ..files import atomic_path
+
+if TYPE_CHECKING:
+    from ..spec import RunSpec
 
 FORMAT = "isic-gan-checkpoint"
 VERSION = 1
@@ -65,13 +68,14 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 def no_checkpoint_yet(run_dir: str | Path) -> str | None:
     """The message for a run folder killed before its first checkpoint (options.json but no
     checkpoint.pt), else None: it cannot be resumed, only started again."""
-    from ..options import OPTIONS_FILE, load_run_options
+    from ..options import OPTIONS_FILE
+    from ..spec import RunSpec
 
     run_dir = Path(run_dir)
     if (run_dir / LATEST).exists() or not (run_dir / OPTIONS_FILE).is_file():
         return None
     try:
-        first = f"before step {load_run_options(run_dir).checkpoint_every}"
+        first = f"before step {RunSpec.load(run_dir).options.checkpoint_every}"
     except UserError:
         first = "before its first checkpoint"
     return f"{run_dir}: no checkpoint yet (the run stopped {first}); start it again with --overwrite"
@@ -134,10 +138,9 @@ def check_contents(ckpt: dict[str, Any], path: str | Path) -> None:
              if not isinstance(ckpt[k], kind) or isinstance(ckpt[k], bool)]
     if wrong:
         raise UserError(f"{path}: damaged checkpoint, wrong type of {', '.join(wrong)}")
-    from ..options import TrainOptions
+    from ..spec import RunSpec
 
-    opts = TrainOptions.from_dict(ckpt["options"], f"{path} options")
-    G, D = _models(ckpt, opts, path)
+    G, D = _models(RunSpec.from_checkpoint(ckpt, f"{path} options"), path)
     for name, model in (("G", G), ("D", D), ("G_ema", G)):
         state = ckpt.get(name)
         if state is None and name == "G_ema":
@@ -149,14 +152,13 @@ def check_contents(ckpt: dict[str, Any], path: str | Path) -> None:
         _check_optimizer(ckpt[name], model, f"{path}: {name}")
 
 
-def _models(ckpt: dict[str, Any], opts: Any, path: str | Path) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """G and D as the options describe them, on the meta device (shapes only, no memory, no init)."""
+def _models(spec: RunSpec, path: str | Path) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """G and D as the spec describes them, on the meta device (shapes only, no memory, no init)."""
     from ..models import build_models
 
-    n_cls = len(ckpt.get("class_names") or []) if opts.conditional else 0
     try:
         with torch.device("meta"):
-            G, D = build_models(opts, ckpt["resolution"], ckpt["channels"], n_cls)
+            G, D = build_models(spec)
     except (UserError, ValueError, RuntimeError, KeyError) as err:
         raise UserError(f"{path}: damaged checkpoint, its options describe no model ({err})") from None
     return G, D

@@ -56,6 +56,15 @@ def init_distributed(device: torch.device) -> DistInfo:
     return info
 
 
+def resolve_device(name: str) -> torch.device:
+    """--device auto | cpu | cuda[:N] as a torch device; a GPU asked for but absent is a one-line error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA GPU is available here (use --device cpu or auto)")
+    return torch.device(name)
+
+
 def device_for(info: DistInfo, device: torch.device) -> torch.device:
     """Each rank on its own GPU (cuda:LOCAL_RANK); CPU ranks share the CPU."""
     if device.type == "cuda" and info.enabled:
@@ -102,11 +111,6 @@ def sync_buffers(modules: list[torch.nn.Module], info: DistInfo) -> None:
         for m in modules:
             for b in m.buffers():
                 dist.broadcast(b, src=0)
-
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
 
 
 def shutdown(info: DistInfo) -> None:

@@ -20,8 +20,8 @@ import torch
 from ..analysis.c2st import C2STOptions, two_sample_test
 from ..analysis.quality import pr_features, precision_recall, sliced_wasserstein
 from ..analysis.spectrum import band_ratio, mean_power
-from ..generate import latents_for_seeds
-from .runlog import to_uint8
+from ..images import to_uint8
+from ..models import latents_for_seeds
 from .trainer import Trainer
 
 EVAL_SEED_OFFSET = 1_000_000  # latents disjoint from the sample grids' seeds 0..grid_size-1
@@ -31,15 +31,15 @@ class Evaluator:
     """Holds the real reference set (decoded and featurised once) and scores the generator."""
 
     def __init__(self, trainer: Trainer):
-        opts, data = trainer.opts, trainer.data
-        n = min(opts.eval_images, len(data))
-        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(opts.seed + 7))[:n]
+        options, data = trainer.options, trainer.data
+        n = min(options.eval_images, len(data))
+        idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(options.seed + 7))[:n]
         self.real = data.batch(idx).permute(0, 2, 3, 1).numpy()  # (N, H, W, C) uint8
         self.real_feats = pr_features(self.real)
         self.real_power = mean_power(self.real)
-        self.c2st = C2STOptions(folds=3, epochs=8, seed=opts.seed, reference=False, surest=0)
+        self.c2st = C2STOptions(folds=3, epochs=8, seed=options.seed, reference=False, surest=0)
         self.labels = data.labels[idx] if trainer.num_classes else None
-        self.z = latents_for_seeds(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n), opts.z_dim)
+        self.z = latents_for_seeds(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n), options.z_dim)
         self.best_swd = float("inf")
 
     def __call__(self, trainer: Trainer) -> dict[str, Any]:
@@ -49,7 +49,7 @@ class Evaluator:
         precision, recall = precision_recall(self.real_feats, pr_features(fake))
         record = {"step": trainer.step, "swd": swd["mean"], "precision": precision, "recall": recall,
                   "spectrum_ratio": band_ratio(mean_power(fake), self.real_power)}
-        if trainer.step >= trainer.opts.steps and min(len(fake), len(self.real)) >= self.c2st.folds:
+        if trainer.step >= trainer.options.steps and min(len(fake), len(self.real)) >= self.c2st.folds:
             record["c2st_accuracy"] = two_sample_test(self.real, fake, self.c2st)["accuracy"]
         return {**record, "eval_images": len(fake), "eval_seconds": time.perf_counter() - t0}
 

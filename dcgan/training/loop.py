@@ -1,5 +1,9 @@
 """The training loop around `Trainer`: run folder, logging, samples, checkpoints, signals.
 
+`train` (a new run) and `resume` (from a checkpoint) -> `_in_run_folder` (lock and check the folder,
+load the images, settle the spec) -> `_run_trainer` (build or restore the trainer, options.json,
+signal handlers) -> `_training_loop` (the steps, and the periodic work between them).
+
 Under torchrun every rank runs this loop; only rank 0 writes files and shows the progress bar, and
 the ranks agree every step on whether to stop (a signal, a non-finite loss), so none is left
 waiting in a collective.
@@ -13,8 +17,8 @@ import math
 import shutil
 import signal
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +27,16 @@ from tqdm import tqdm
 
 from ..errors import UserError
 from ..files import LOCK_NAME, DiskFullError, copy_file, folder_lock, remove_partials
-from ..generate import latents_for_seeds, resolve_device
+from ..images import save_grid
 from ..losses import LOSSES
-from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions, apply_preset
+from ..models import latents_for_seeds
+from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions
+from ..spec import RunSpec, settle, training_folder
 from . import distributed as ddp
 from . import runlog
-from .checkpoint import LATEST, no_checkpoint_yet, save_checkpoint
+from .checkpoint import LATEST, load_checkpoint, no_checkpoint_yet, save_checkpoint
 from .dataset import ImageSet, load_image_set
-from .trainer import Trainer, build_trainer
+from .trainer import StepStats, Trainer, build_trainer
 
 log = logging.getLogger("dcgan.training")
 
@@ -50,7 +56,6 @@ class RunResult:
     step: int
     run_dir: Path
     stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when interrupted
-    trainer: Trainer | None = field(default=None, repr=False)  # for callers that embed the loop
 
 
 @contextlib.contextmanager
@@ -77,9 +82,9 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
 def check_run_dir(opts: TrainOptions, overwrite: bool) -> None:
     """Refuse an OUTPUT_DIR we must not use; touches nothing (runs before the images are read)."""
     run_dir = Path(opts.output_dir)
-    images = Path(opts.training_images).resolve()
+    images = training_folder(opts)
     if run_dir.resolve() == images or images in run_dir.resolve().parents:
-        raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({opts.training_images})")
+        raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({images})")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a folder")
     if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()) and not overwrite:
@@ -121,17 +126,44 @@ def _on_main(dist: ddp.DistInfo, action: Any, *args: Any) -> None:
         raise UserError(error)
 
 
-def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwrite: bool = False,
-          progress: bool = True) -> RunResult:
-    """Train (or continue) a run as `opts` describe; returns where it stopped.
+def train(asked: TrainOptions, overwrite: bool = False, progress: bool = True) -> RunResult:
+    """Start the run the user asked for; returns where it stopped.
 
-    Order matters for "never lose data": check OUTPUT_DIR, load and validate the images (every
-    rank, alike), and only then create or clear the run folder.
+    Order matters for "never lose data": check OUTPUT_DIR, load and check the images (every rank,
+    alike), and only then create or clear the run folder.
     """
-    opts.resolve()
-    dist = ddp.init_distributed(resolve_device(opts.device))
+    asked.validate()
+
+    def settle_on(data: ImageSet) -> RunSpec:
+        _check_data(data, asked)
+        return settle(asked, len(data), data.resolution, data.channels, data.class_names)
+
+    return _in_run_folder(asked, settle_on, None, overwrite, progress)
+
+
+def resume(run_dir: str | Path, steps: int | None = None, progress: bool = True) -> RunResult:
+    """Continue the run in `run_dir` from its latest checkpoint, to `steps` in all (None: as planned)."""
+    checkpoint = load_checkpoint(run_dir)
+    spec = RunSpec.from_checkpoint(checkpoint, f"{run_dir} checkpoint").continued(run_dir, steps)
+    if checkpoint["step"] >= spec.options.steps:
+        raise UserError(f"{run_dir}: already trained {checkpoint['step']} of {spec.options.steps} steps; "
+                        "pass a larger --steps to train further")
+    spec.options.validate()  # a saved run is held to the ranges too
+
+    def same_data(data: ImageSet) -> RunSpec:
+        _check_data(data, spec.options, spec)
+        return spec
+
+    return _in_run_folder(spec.options, same_data, checkpoint, False, progress)
+
+
+def _in_run_folder(options: TrainOptions, settle_on: Callable[[ImageSet], RunSpec],
+                   checkpoint: dict[str, Any] | None, overwrite: bool, progress: bool) -> RunResult:
+    """Lock and check the run folder, load the images (settled into the spec by `settle_on`),
+    prepare the folder and its log, then train: a new run, or from `checkpoint`."""
+    dist = ddp.init_distributed(ddp.resolve_device(options.device))
     handlers = runlog.start_log(dist.is_main)
-    run_dir = Path(opts.output_dir)
+    run_dir = Path(options.output_dir)
     held, locks = contextlib.ExitStack(), []  # rank 0's lock on the run folder, for the whole run
 
     def lock() -> None:
@@ -139,221 +171,219 @@ def train(opts: TrainOptions, resume_from: dict[str, Any] | None = None, overwri
             locks.append(held.enter_context(folder_lock(run_dir, "training run")))
 
     try:
-        ddp.check_batch(dist, opts.batch_size)
+        ddp.check_batch(dist, options.batch_size)
         if run_dir.is_dir():  # a second resume, or --overwrite of a run still going: refused at once
             _on_main(dist, lock)
-        if resume_from is None:
-            _on_main(dist, check_run_dir, opts, overwrite)
-        data = _load_data(opts, resume_from, progress and dist.is_main)
-        if resume_from is None:
+        if checkpoint is None:
+            _on_main(dist, check_run_dir, options, overwrite)
+        data = load_image_set(training_folder(options), options.resolution, options.grayscale,
+                              options.max_memory_gb, progress and dist.is_main)
+        spec = settle_on(data)
+        if checkpoint is None:
             _on_main(dist, lock)  # a new folder: created by the lock, once the input is known good
-            _on_main(dist, prepare_run_dir, opts, overwrite)
+            _on_main(dist, prepare_run_dir, options, overwrite)
         _on_main(dist, remove_partials, run_dir)
         if dist.is_main:
             handlers = runlog.attach_log_file(run_dir, handlers)
-        return _train(opts, run_dir, resume_from, data, progress and dist.is_main, dist)
+        return _run_trainer(spec, run_dir, checkpoint, data, progress and dist.is_main, dist)
     finally:
         runlog.detach_log(handlers)
         held.close()
         ddp.shutdown(dist)
 
 
-def _load_data(opts: TrainOptions, resume_from: dict[str, Any] | None, progress: bool) -> ImageSet:
-    """Decode the training images and settle the options that depend on them (preset, classes)."""
-    data = load_image_set(opts.training_images, opts.resolution, opts.grayscale, opts.max_memory_gb, progress)
-    if resume_from is not None:
-        if (data.resolution, data.channels) != (resume_from["resolution"], resume_from["channels"]):
-            raise UserError(f"{opts.training_images}: images are now {data.resolution} px x {data.channels} "
-                            f"channels, the checkpoint was trained on {resume_from['resolution']} px x "
-                            f"{resume_from['channels']}")
-    else:
-        apply_preset(opts, len(data))
-        opts.resolve()  # presets may change values that resolve() checks
-    if opts.eval_every and len(data) < MIN_EVAL_IMAGES:
-        raise UserError(f"{opts.training_images}: --eval-every needs at least {MIN_EVAL_IMAGES} training "
-                        f"images, found {len(data)}")
-    if opts.conditional:
-        _check_classes(opts, data.class_names, resume_from)
-    opts.resolution = data.resolution
-    return data
+def _check_data(data: ImageSet, options: TrainOptions, saved: RunSpec | None = None) -> None:
+    """The images suit the run: enough for --eval-every, class folders for --conditional, and for a
+    resumed run (`saved`) the size, channels and classes it was trained on."""
+    where = training_folder(options)
+    if saved is not None and (data.resolution, data.channels) != (saved.resolution, saved.channels):
+        raise UserError(f"{where}: images are now {data.resolution} px x {data.channels} channels, the "
+                        f"checkpoint was trained on {saved.resolution} px x {saved.channels}")
+    if options.eval_every and len(data) < MIN_EVAL_IMAGES:
+        raise UserError(f"{where}: --eval-every needs at least {MIN_EVAL_IMAGES} training images, found "
+                        f"{len(data)}")
+    if not options.conditional:
+        return
+    classes = data.class_names
+    if len(classes) < 2 or "" in classes:
+        raise UserError(f"{where}: --conditional needs one subfolder per class (e.g. benign/ and malignant/) "
+                        f"and no images directly in the folder; found classes {classes}")
+    if saved is not None and list(saved.class_names) != classes:
+        raise UserError(f"{where}: classes are now {classes}, the checkpoint has {list(saved.class_names)}")
 
 
-def _train(opts: TrainOptions, run_dir: Path, resume_from: dict[str, Any] | None, data: ImageSet,
-           progress: bool, dist: ddp.DistInfo) -> RunResult:
-    trainer = build_trainer(opts, data, dist)
-    if not LOSSES[opts.loss].uses_targets and opts.label_smoothing != 1.0:
-        log.warning("--label-smoothing has no effect with --loss %s", opts.loss)
-    if resume_from is not None:
-        trainer.load_state_dict(resume_from)
+def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None, data: ImageSet,
+                 progress: bool, dist: ddp.DistInfo) -> RunResult:
+    """Build the trainer (restored from `checkpoint` on a resume), log the start, write the spec to
+    options.json and run the training loop under the signal handlers."""
+    trainer = build_trainer(spec, data, dist)
+    options = spec.options
+    if not LOSSES[options.loss].uses_targets and options.label_smoothing != 1.0:
+        log.warning("--label-smoothing has no effect with --loss %s", options.loss)
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
         if dist.is_main:
             runlog.truncate_stats(run_dir, trainer.step)
-        log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, opts.steps,
+        log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, options.steps,
                  dist.world)
     else:
         log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d; preset %s: %s loss, %s D, "
-                 "DiffAugment %s, EMA %s", len(data), data.resolution, data.resolution, opts.training_images,
-                 opts.steps, opts.batch_size, trainer.device, dist.world, opts.preset, opts.loss, opts.arch,
-                 opts.diffaug, opts.ema)
+                 "DiffAugment %s, EMA %s", len(data), data.resolution, data.resolution,
+                 options.training_images, options.steps, options.batch_size, trainer.device, dist.world,
+                 options.preset, options.loss, options.arch, options.diffaug, options.ema)
     log.info("compute: %s", trainer.describe_compute())
-    ddp.seed_rank(opts.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
+    ddp.seed_rank(options.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
     if dist.is_main:
-        opts.save(run_dir / OPTIONS_FILE, durable=True)
+        spec.save(run_dir / OPTIONS_FILE, durable=True)
     with stop_on_signals(trainer):
-        _loop(trainer, run_dir, progress, (resume_from or {}).get("best_swd"))
+        _training_loop(trainer, run_dir, progress, (checkpoint or {}).get("best_swd"))
     log.info("%s at step %d", "stopped" if trainer.stop_signal else "finished", trainer.step)
     stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(trainer.stop_signal)  # type: ignore[call-overload]
-    return RunResult(trainer.step, run_dir, stopped, trainer)
+    return RunResult(trainer.step, run_dir, stopped)
 
 
-def _check_classes(opts: TrainOptions, classes: list[str], resume_from: dict[str, Any] | None) -> None:
-    if len(classes) < 2 or "" in classes:
-        raise UserError(f"{opts.training_images}: --conditional needs one subfolder per class (e.g. benign/ "
-                        f"and malignant/) and no images directly in the folder; found classes {classes}")
-    if resume_from is not None and resume_from.get("class_names") != classes:
-        raise UserError(f"{opts.training_images}: classes are now {classes}, the checkpoint has "
-                        f"{resume_from.get('class_names')}")
-
-
-def grid_inputs(t: Trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
+def grid_inputs(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The fixed latents of the sample grids: seeds 0..grid_size-1, classes cycling row by row."""
-    n = t.opts.grid_size
-    z = latents_for_seeds(range(n), t.opts.z_dim)
-    if not t.num_classes:
+    n = trainer.options.grid_size
+    z = latents_for_seeds(range(n), trainer.options.z_dim)
+    if not trainer.num_classes:
         return z, None
     row = max(1, math.ceil(math.sqrt(n)))
-    return z, (torch.arange(n) // row) % t.num_classes
+    return z, (torch.arange(n) // row) % trainer.num_classes
 
 
-def _loop(t: Trainer, run_dir: Path, progress: bool, best_swd: float | None = None) -> None:
-    opts, main = t.opts, t.dist.is_main
-    grid_z, grid_y = grid_inputs(t)
+def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: float | None = None) -> None:
+    """Train to STEPS (or a stop signal); between steps write the stats, evaluations, sample grids,
+    loss curve and checkpoints, each at its interval, and all of them after the last step."""
+    options, main = trainer.options, trainer.dist.is_main
+    grid_z, grid_y = grid_inputs(trainer)
     evaluator = None
-    if opts.eval_every and main:
+    if options.eval_every and main:
         from .evaluate import Evaluator
 
-        evaluator = Evaluator(t)
+        evaluator = Evaluator(trainer)
         evaluator.best_swd = best_swd if best_swd is not None else evaluator.best_swd
     samples = run_dir / runlog.SAMPLES
-    if t.step == 0 and main:
-        runlog.save_grid(t.sample(grid_z, grid_y), samples / "step_0000000.png")
-    last_good = t.step
+    if trainer.step == 0 and main:
+        save_grid(trainer.sample(grid_z, grid_y), samples / "step_0000000.png")
+    last_good = trainer.step
     # tqdm's own rate and remaining time would count the periodic work below: the ETA is ours.
-    bar = tqdm(total=opts.steps, initial=t.step, unit="step", disable=not progress, dynamic_ncols=True,
-               desc=run_dir.name, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                             "[{elapsed}{postfix}]")
-    clock, losses = runlog.StepClock(), ""
-    acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()  # summed on the device: no sync
-    started = time.perf_counter()
-    last_plot = t0
+    bar = tqdm(total=options.steps, initial=trainer.step, unit="step", disable=not progress,
+               dynamic_ncols=True, desc=run_dir.name,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+    clock, losses = runlog.StepClock(), ""  # the one clock: steps (ETA), log intervals, the summary
+    acc, n_acc = torch.zeros(len(StepStats._fields), device=trainer.device), 0  # summed on the device
+    last_plot = clock.now()
     try:
-        while t.step < opts.steps:
+        while trainer.step < options.steps:
             with clock.step():
-                values = t.train_step()
+                values = trainer.train_step()
                 acc += values
                 n_acc += 1
-                stop = _should_stop(t, values, last_good, run_dir)
-            bar.set_postfix_str(clock.eta_text(opts.steps - t.step) + losses, refresh=False)
+                stop = _should_stop(trainer, values, last_good, run_dir)
+            bar.set_postfix_str(clock.eta_text(options.steps - trainer.step) + losses, refresh=False)
             bar.update(1)
             if stop:
                 break
-            at_end = t.step == opts.steps
-            if t.step % opts.log_every == 0 or at_end:
-                means = ddp.all_mean((acc / n_acc).cpu(), t.dist).tolist()
-                record = _stats_record(t, means, (time.perf_counter() - t0) / n_acc)
+            at_end = trainer.step == options.steps
+            if trainer.step % options.log_every == 0 or at_end:
+                means = StepStats(*ddp.all_mean((acc / n_acc).cpu(), trainer.dist).tolist())
+                record = _stats_record(trainer, means, clock.lap() / n_acc)
                 if main:
                     runlog.append_stats(run_dir, record)
-                    log.info("step %d: loss_d %.4f loss_g %.4f D(x) %.3f D(G(z)) %.3f %.1f images/s", t.step,
-                             record["loss_d"], record["loss_g"], record["d_real"], record["d_fake"],
-                             record["images_per_sec"] or 0)
+                    log.info("step %d: loss_d %.4f loss_g %.4f D(x) %.3f D(G(z)) %.3f %.1f images/s",
+                             trainer.step, record["loss_d"], record["loss_g"], record["d_real"],
+                             record["d_fake"], record["images_per_sec"] or 0)
                 losses = (f", loss_d={record['loss_d']:.3f}, loss_g={record['loss_g']:.3f}, "
                           f"img/s={record['images_per_sec'] or 0:.0f}")
-                acc, n_acc, t0 = torch.zeros(4, device=t.device), 0, time.perf_counter()
-            if evaluator is not None and (t.step % opts.eval_every == 0 or at_end):
-                _evaluate(t, evaluator, run_dir)
-            if main and (t.step % opts.sample_every == 0 or at_end):
-                runlog.save_grid(t.sample(grid_z, grid_y), samples / f"step_{t.step:07d}.png")
-                if at_end or time.perf_counter() - last_plot >= PLOT_INTERVAL_S:
+                acc, n_acc = torch.zeros_like(acc), 0
+            if evaluator is not None and (trainer.step % options.eval_every == 0 or at_end):
+                _evaluate(trainer, evaluator, run_dir)
+            if main and (trainer.step % options.sample_every == 0 or at_end):
+                save_grid(trainer.sample(grid_z, grid_y), samples / f"step_{trainer.step:07d}.png")
+                if at_end or clock.now() - last_plot >= PLOT_INTERVAL_S:
                     runlog.plot_loss_curve(run_dir)
-                    last_plot = time.perf_counter()
-            if t.step % opts.checkpoint_every == 0 or at_end:
-                if not _weights_finite(t):  # never replace a good checkpoint with a broken one
-                    raise _non_finite(t, values, last_good, run_dir)
+                    last_plot = clock.now()
+            if trainer.step % options.checkpoint_every == 0 or at_end:
+                if not _weights_finite(trainer):  # never replace a good checkpoint with a broken one
+                    raise _non_finite(trainer, values, last_good, run_dir)
                 if main:
-                    _checkpoint(t, run_dir, evaluator)
-                last_good = t.step
-        ddp.sync_buffers([m for m in (t.G, t.D, t.G_ema) if m is not None], t.dist)
-        if t.stop_signal is not None and t.step != last_good:
-            if not _weights_finite(t):
-                raise _non_finite(t, torch.zeros(2), last_good, run_dir)
+                    _checkpoint(trainer, run_dir, evaluator)
+                last_good = trainer.step
+        ddp.sync_buffers([m for m in (trainer.G, trainer.D, trainer.G_ema) if m is not None], trainer.dist)
+        if trainer.stop_signal is not None and trainer.step != last_good:
+            if not _weights_finite(trainer):
+                raise _non_finite(trainer, None, last_good, run_dir)
             if main:
-                _checkpoint(t, run_dir, evaluator)
+                _checkpoint(trainer, run_dir, evaluator)
                 runlog.plot_loss_curve(run_dir)
-            log.info("stopped by signal %d at step %d; checkpoint written", t.stop_signal, t.step)
+            log.info("stopped by signal %d at step %d; checkpoint written", trainer.stop_signal, trainer.step)
     finally:
         bar.close()
     if clock.step_seconds:
         log.info("%.1f s in training steps, %.1f s in sample grids, plots, checkpoints and evaluations",
-                 clock.step_seconds, time.perf_counter() - started - clock.step_seconds)
+                 clock.step_seconds, clock.other_seconds())
 
 
-def _should_stop(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> bool:
+def _should_stop(trainer: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> bool:
     """Raise on a non-finite loss; True when a signal asks to stop. All ranks decide alike."""
-    check_finite = t.device.type == "cpu" or t.step % t.opts.log_every == 0
-    flags = torch.tensor([float(t.stop_signal or 0),
-                          float(check_finite and not bool(torch.isfinite(values[:2]).all()))])
-    flags = ddp.all_max(flags, t.dist)
+    check_finite = trainer.device.type == "cpu" or trainer.step % trainer.options.log_every == 0
+    flags = torch.tensor([float(trainer.stop_signal or 0),
+                          float(check_finite and not bool(torch.isfinite(values[StepStats.LOSSES]).all()))])
+    flags = ddp.all_max(flags, trainer.dist)
     if flags[1] > 0:
-        raise _non_finite(t, values, last_good, run_dir)
-    if flags[0] > 0 and t.stop_signal is None:
-        t.stop_signal = int(flags[0])  # another rank got the signal
-    return t.stop_signal is not None
+        raise _non_finite(trainer, values, last_good, run_dir)
+    if flags[0] > 0 and trainer.stop_signal is None:
+        trainer.stop_signal = int(flags[0])  # another rank got the signal
+    return trainer.stop_signal is not None
 
 
-def _non_finite(t: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> NonFiniteLoss:
-    if not math.isfinite(float(values[0])):
-        what = f"loss_d became {float(values[0])}"
-    elif not math.isfinite(float(values[1])):
-        what = f"loss_g became {float(values[1])}"
+def _non_finite(trainer: Trainer, values: torch.Tensor | None, last_good: int,
+                run_dir: Path) -> NonFiniteLoss:
+    """The error for a non-finite loss in `values` (stacked StepStats), else for non-finite weights."""
+    stats = StepStats(*values.tolist()) if values is not None else None
+    if stats is not None and not math.isfinite(stats.loss_d):
+        what = f"loss_d became {stats.loss_d}"
+    elif stats is not None and not math.isfinite(stats.loss_g):
+        what = f"loss_g became {stats.loss_g}"
     else:
         what = "the weights became non-finite"
     kept = (f"the last good checkpoint (step {last_good}) is kept in {run_dir}" if last_good
             else "no checkpoint had been written yet")
-    return NonFiniteLoss(f"{what} at step {t.step}; training stopped and {kept}. "
+    return NonFiniteLoss(f"{what} at step {trainer.step}; training stopped and {kept}. "
                          "Try lower learning rates, --arch sngan or a gradient penalty (--gp)")
 
 
-def _stats_record(t: Trainer, means: list[float], sec_per_step: float) -> dict[str, Any]:
-    loss_d, loss_g, d_real, d_fake = means
-    images = t.opts.batch_size * t.opts.d_steps
-    return {"step": t.step, "images_seen": t.step * images, "epoch": t.order.epoch,
-            "loss_d": loss_d, "loss_g": loss_g, "d_real": d_real, "d_fake": d_fake,
-            "sec_per_step": sec_per_step, "images_per_sec": images / sec_per_step if sec_per_step else None,
-            "time": time.time()}
+def _stats_record(trainer: Trainer, means: StepStats[float], sec_per_step: float) -> dict[str, Any]:
+    images = trainer.options.batch_size * trainer.options.d_steps
+    return {"step": trainer.step, "images_seen": trainer.step * images, "epoch": trainer.order.epoch,
+            **means._asdict(), "sec_per_step": sec_per_step,
+            "images_per_sec": images / sec_per_step if sec_per_step else None, "time": time.time()}
 
 
-def _weights_finite(t: Trainer) -> bool:
-    params = [p.detach() for m in (t.G, t.D) for p in m.parameters()]
+def _weights_finite(trainer: Trainer) -> bool:
+    params = [p.detach() for m in (trainer.G, trainer.D) for p in m.parameters()]
     return bool(torch.stack(torch._foreach_norm(params)).isfinite().all())
 
 
-def _evaluate(t: Trainer, evaluator: Any, run_dir: Path) -> None:
+def _evaluate(trainer: Trainer, evaluator: Any, run_dir: Path) -> None:
     """Score EMA-G, log the record, and keep best.pt when the SWD is the lowest so far."""
-    record = evaluator(t)
+    record = evaluator(trainer)
     record["best"] = evaluator.is_best(record)
     runlog.append_stats(run_dir, record)
-    log.info("step %d: SWD %.2f precision %.3f recall %.3f%s (%.1f s)", t.step, record["swd"],
+    log.info("step %d: SWD %.2f precision %.3f recall %.3f%s (%.1f s)", trainer.step, record["swd"],
              record["precision"], record["recall"], " (best so far)" if record["best"] else "",
              record["eval_seconds"])
     if record["best"]:
-        save_checkpoint(run_dir / BEST, {**t.state_dict(), "best_swd": evaluator.best_swd})
+        save_checkpoint(run_dir / BEST, {**trainer.state_dict(), "best_swd": evaluator.best_swd})
 
 
-def _checkpoint(t: Trainer, run_dir: Path, evaluator: Any = None) -> None:
+def _checkpoint(trainer: Trainer, run_dir: Path, evaluator: Any = None) -> None:
     extra = {"best_swd": evaluator.best_swd} if evaluator is not None else {}
     try:
-        save_checkpoint(run_dir / LATEST, {**t.state_dict(), **extra})
-        if t.opts.keep_checkpoints:
-            copy_file(run_dir / LATEST, run_dir / f"checkpoint-{t.step:07d}.pt", durable=True)
+        save_checkpoint(run_dir / LATEST, {**trainer.state_dict(), **extra})
+        if trainer.options.keep_checkpoints:
+            copy_file(run_dir / LATEST, run_dir / f"checkpoint-{trainer.step:07d}.pt", durable=True)
     except DiskFullError as err:
         then = (f"the previous checkpoint is kept; free some space and `gancontrol.py resume {run_dir}`"
                 if (run_dir / LATEST).is_file() else "no checkpoint yet; free some space and start again")

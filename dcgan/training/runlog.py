@@ -17,10 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..files import atomic_path, disk_full_names
-from ..images import save_image
 
 STATS = "stats.jsonl"
 LOG = "log.txt"
@@ -111,6 +108,9 @@ class StepClock:
     with the steps beside them (as tqdm's rate does) they made the ETA jump (14:01 -> 36:11). Only
     `step()` intervals count here: the first after a start is left out (allocation and warm-up),
     then a running mean that turns into a moving average over about 1/smoothing steps.
+
+    It is the training loop's one clock: besides the steps it times the log intervals (`lap`) and
+    what the run spent outside the steps (`other_seconds`), for the end-of-run summary.
     """
 
     def __init__(self, smoothing: float = 0.02, clock: Callable[[], float] = time.perf_counter) -> None:
@@ -119,6 +119,20 @@ class StepClock:
         self.steps_timed = 0
         self.step_seconds = 0.0  # all timed steps, the first included, for the end-of-run summary
         self._warm = False
+        self.started = self._lap_start = clock()
+
+    def now(self) -> float:
+        return self.clock()
+
+    def lap(self) -> float:
+        """Seconds since the previous lap (or the start), steps and periodic work alike."""
+        now = self.clock()
+        seconds, self._lap_start = now - self._lap_start, now
+        return seconds
+
+    def other_seconds(self) -> float:
+        """Seconds since the start spent outside the timed steps (grids, plots, checkpoints, ...)."""
+        return self.clock() - self.started - self.step_seconds
 
     def step(self) -> contextlib.AbstractContextManager[None]:
         """Time the enclosed training step."""
@@ -188,40 +202,3 @@ def plot_loss_curve(run_dir: Path) -> None:
     with atomic_path(run_dir / LOSS_CURVE) as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Generator output in [-1, 1] (N, C, H, W) -> uint8 (N, C, H, W)."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
-def save_grid(images: torch.Tensor, path: Path, nrow: int | None = None,
-              row_labels: list[str] | None = None) -> None:
-    """Save generator output (N, C, H, W in [-1, 1]) as one near-square grid PNG; `row_labels`
-    (e.g. the class of each row) are written in a white margin left of the rows."""
-    import math
-
-    from torchvision.utils import make_grid
-
-    n = images.shape[0]
-    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
-    grid = make_grid(to_uint8(images.cpu()), nrow=nrow, padding=2, pad_value=255).permute(1, 2, 0).numpy()
-    if row_labels:
-        grid = _label_rows(grid, row_labels, images.shape[2] + 2)
-    save_image(grid, path)
-
-
-def _label_rows(grid: Any, labels: list[str], pitch: int) -> Any:
-    """The grid (H, W, C uint8) with `labels` in black in a left margin, each centred on its row."""
-    import numpy as np
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default(size=max(10, min(16, pitch // 3)))
-    width = max(int(font.getlength(t)) for t in labels) + 8
-    h, w, c = grid.shape
-    canvas = Image.new("RGB", (w + width, h), (255, 255, 255))
-    canvas.paste(Image.fromarray(grid if c == 3 else np.repeat(grid, 3, axis=2)), (width, 0))
-    draw = ImageDraw.Draw(canvas)
-    for i, text in enumerate(labels):
-        draw.text((width - 4, 2 + i * pitch + (pitch - 2) / 2), text, fill=(0, 0, 0), font=font, anchor="rm")
-    return np.asarray(canvas)

@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import torch
@@ -22,19 +22,35 @@ from torch import nn
 
 from ..diffaug import make_augment
 from ..errors import UserError
-from ..generate import resolve_device
 from ..losses import GRADIENT_PENALTIES, LOSSES
 from ..models import Discriminator, Generator, build_models
 from ..options import TrainOptions
+from ..spec import RunSpec
 from .checkpoint import rng_state, set_rng_state
 from .dataset import BatchOrder, ImageSet
-from .distributed import DistInfo, device_for
+from .distributed import DistInfo, device_for, resolve_device
 
 # Latents whose batch statistics become the EMA generator's BatchNorm statistics (calibrate_ema):
 # 512 keeps each channel's mean and variance within a few percent, in 0.46 s at 64 px on 2 CPU cores
 # (fp32, median of 5), once per sample grid or checkpoint.
 CALIBRATION_IMAGES = 512
 CALIBRATION_BATCH = 64
+
+
+V = TypeVar("V")
+
+
+class StepStats(NamedTuple, Generic[V]):
+    """What one training cycle reports. `Trainer.train_step` returns these stacked, in this order,
+    as one float tensor, so that the loop sums them on the device without waiting for it;
+    `StepStats(*values.tolist())` names them again. The losses come first (`LOSSES`)."""
+
+    loss_d: V
+    loss_g: V
+    d_real: V  # D's mean output (logit) on the real batch
+    d_fake: V  # ... and on the generated one
+
+    LOSSES = slice(0, 2)  # loss_d and loss_g in the stacked tensor: the values that must stay finite
 
 
 def cpu_supports_bf16() -> bool:
@@ -58,7 +74,7 @@ def use_bf16(precision: str, device: torch.device) -> bool:
 class Trainer:
     """Models (raw, and as trained: DDP-wrapped and/or compiled), optimizers, data and latent streams."""
 
-    opts: TrainOptions
+    spec: RunSpec
     data: ImageSet
     device: torch.device
     dist: DistInfo
@@ -78,21 +94,26 @@ class Trainer:
     ema_calibrated_at: int = -1  # the step whose EMA weights G_ema's BatchNorm statistics belong to
 
     @property
+    def options(self) -> TrainOptions:
+        """The run's settled options (`spec.options`)."""
+        return self.spec.options
+
+    @property
     def num_classes(self) -> int:
-        return len(self.data.class_names) if self.opts.conditional else 0
+        return self.spec.num_classes
 
     def describe_compute(self) -> str:
         """For log.txt: the precision and why, whether compiled, memory format, CPU threads."""
         if self.device.type == "cuda":
-            why = f"--precision {self.opts.precision}"
-        elif self.opts.precision == "auto":
+            why = f"--precision {self.options.precision}"
+        elif self.options.precision == "auto":
             why = "auto: this CPU has " + ("native bf16" if cpu_supports_bf16() else "no native bf16")
         else:
-            why = f"--precision {self.opts.precision}" + (
+            why = f"--precision {self.options.precision}" + (
                 "; this CPU has native bf16" if cpu_supports_bf16() else "; this CPU has no native bf16")
         parts = [f"{'bf16 autocast' if self.bf16 else 'fp32'} ({why})",
-                 "torch.compile" if self.opts.compile else "not compiled",
-                 "channels_last" if self.opts.channels_last else "contiguous (NCHW)"]
+                 "torch.compile" if self.options.compile else "not compiled",
+                 "channels_last" if self.options.channels_last else "contiguous (NCHW)"]
         if self.device.type == "cpu":
             parts.append(f"{torch.get_num_threads()} CPU threads")
         return ", ".join(parts)
@@ -100,19 +121,19 @@ class Trainer:
     # -- data ------------------------------------------------------------------------------
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """This rank's slice of the next global batch, as floats in [-1, 1], and its labels."""
-        idx = self.order.next(self.opts.batch_size)[self.dist.local_slice(self.opts.batch_size)]
+        idx = self.order.next(self.options.batch_size)[self.dist.local_slice(self.options.batch_size)]
         x = self.data.batch(idx)
         y = self.data.labels[idx] if self.num_classes else None
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
             y = y.to(self.device) if y is not None else None
         x = x.float().div_(127.5).sub_(1.0)  # uint8 travels; normalised on the device
-        return (x.contiguous(memory_format=torch.channels_last) if self.opts.channels_last else x), y
+        return (x.contiguous(memory_format=torch.channels_last) if self.options.channels_last else x), y
 
     def latents(self) -> torch.Tensor:
         """This rank's slice of the global batch's latents (all ranks draw the same global ones)."""
-        z = torch.randn(self.opts.batch_size, self.opts.z_dim, generator=self.latent_gen)
-        return z[self.dist.local_slice(self.opts.batch_size)].to(self.device)
+        z = torch.randn(self.options.batch_size, self.options.z_dim, generator=self.latent_gen)
+        return z[self.dist.local_slice(self.options.batch_size)].to(self.device)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """bf16 autocast for G and D; the losses and penalties are computed on `.float()` outputs.
@@ -130,22 +151,22 @@ class Trainer:
     # -- one cycle -------------------------------------------------------------------------
     def d_update(self, real: torch.Tensor, fake: torch.Tensor,
                  y: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        opts, loss_fn = self.opts, LOSSES[self.opts.loss]
+        options, loss_fn = self.options, LOSSES[self.options.loss]
         real_in, fake_in = self.aug(real), self.aug(fake.detach())
         with self.autocast():
             d_real, d_fake = self.D_train(real_in, y).float(), self.D_train(fake_in, y).float()
-        loss_d = loss_fn.d(d_real, d_fake, opts.label_smoothing)
-        penalty = GRADIENT_PENALTIES[opts.gp]
+        loss_d = loss_fn.d(d_real, d_fake, options.label_smoothing)
+        penalty = GRADIENT_PENALTIES[options.gp]
         if penalty is not None:  # fp32, raw D: double backward through DDP/compile is not supported
             gp = penalty(lambda v: self.D(v, y), real_in.float(), fake_in.float())
-            loss_d = loss_d + opts.gp_weight * gp
+            loss_d = loss_d + options.gp_weight * gp
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
         return loss_d.detach(), d_real.detach().mean(), d_fake.detach().mean()
 
     def g_update(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        loss_fn = LOSSES[self.opts.loss]
+        loss_fn = LOSSES[self.options.loss]
         # G's step needs no gradients for D's weights (a third less work), and calls the raw D:
         # D's DDP wrapper would wait for gradients that never come.
         self.D.requires_grad_(False)
@@ -165,8 +186,8 @@ class Trainer:
         return loss_g.detach()
 
     def train_step(self) -> torch.Tensor:
-        """One cycle; returns [loss_d, loss_g, d_real, d_fake] of this rank (no host sync)."""
-        for _ in range(self.opts.d_steps - 1):
+        """One cycle; returns this rank's `StepStats`, stacked (no host sync)."""
+        for _ in range(self.options.d_steps - 1):
             real, y = self.real_batch()
             with torch.no_grad(), self.autocast():
                 fake = self.G_train(self.latents(), y)
@@ -178,14 +199,14 @@ class Trainer:
         loss_g = self.g_update(real, fake, y)  # reuses this fake, as the DCGAN reference does
         self.update_ema()
         self.step += 1
-        return torch.stack([loss_d, loss_g, d_real, d_fake]).float()
+        return torch.stack(StepStats(loss_d, loss_g, d_real, d_fake)).float()
 
     @torch.no_grad()
     def update_ema(self) -> None:
         """EMA of G's weights; the decay warms up as (1+t)/(10+t) so early samples are not the init."""
         if self.G_ema is None:
             return
-        decay = min(self.opts.ema, (1 + self.step) / (10 + self.step))
+        decay = min(self.options.ema, (1 + self.step) / (10 + self.step))
         torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
 
     @torch.no_grad()
@@ -207,11 +228,11 @@ class Trainer:
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
-        gen = torch.Generator().manual_seed(self.opts.seed + 2)
+        gen = torch.Generator().manual_seed(self.options.seed + 2)
         self.G_ema.train()
         try:
             for _ in range(CALIBRATION_IMAGES // CALIBRATION_BATCH):
-                z = torch.randn(CALIBRATION_BATCH, self.opts.z_dim, generator=gen).to(self.device)
+                z = torch.randn(CALIBRATION_BATCH, self.options.z_dim, generator=gen).to(self.device)
                 y = (torch.randint(0, self.num_classes, (CALIBRATION_BATCH,), generator=gen).to(self.device)
                      if self.num_classes else None)
                 self.G_ema(z, y)
@@ -240,10 +261,7 @@ class Trainer:
         self.calibrate_ema()
         return {
             "step": self.step,
-            "options": self.opts.to_dict(),
-            "resolution": self.data.resolution,
-            "channels": self.data.channels,
-            "class_names": self.data.class_names if self.num_classes else [],
+            **self.spec.checkpoint_fields(),
             "G": self.G.state_dict(),
             "D": self.D.state_dict(),
             "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
@@ -275,37 +293,37 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_trainer(opts: TrainOptions, data: ImageSet, dist: DistInfo | None = None) -> Trainer:
-    """Models, optimizers and streams for `opts`, freshly initialised from opts.seed."""
+def build_trainer(spec: RunSpec, data: ImageSet, dist: DistInfo | None = None) -> Trainer:
+    """Models, optimizers and streams for `spec`, freshly initialised from its seed."""
     dist = dist or DistInfo()
-    device = device_for(dist, resolve_device(opts.device))
-    seed_everything(opts.seed)
-    n_cls = len(data.class_names) if opts.conditional else 0
-    G, D = build_models(opts, data.resolution, data.channels, n_cls)
+    options = spec.options
+    device = device_for(dist, resolve_device(options.device))
+    seed_everything(options.seed)
+    G, D = build_models(spec)
     # The EMA copy keeps plain BatchNorm even under --sync-bn: it only runs on rank 0 (samples,
     # checkpoints), where a SyncBatchNorm would wait for the other ranks.
-    G_ema = copy.deepcopy(G).requires_grad_(False) if opts.ema > 0 else None
-    if dist.enabled and opts.sync_bn:
+    G_ema = copy.deepcopy(G).requires_grad_(False) if options.ema > 0 else None
+    if dist.enabled and options.sync_bn:
         if device.type != "cuda":
             raise UserError("--sync-bn needs CUDA devices (SyncBatchNorm has no CPU kernel); on CPU each "
                             "process normalises with the statistics of its own part of the batch")
         G = nn.SyncBatchNorm.convert_sync_batchnorm(G)
         D = nn.SyncBatchNorm.convert_sync_batchnorm(D)
-    memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if options.channels_last else torch.contiguous_format
     G, D = G.to(device, memory_format=memory_format), D.to(device, memory_format=memory_format)
     if G_ema is not None:
         G_ema = G_ema.to(device, memory_format=memory_format).eval()
-    G_train, D_train = _wrap(G, dist, device, opts.compile), _wrap(D, dist, device, opts.compile)
-    betas = (opts.beta1, opts.beta2)
+    G_train, D_train = _wrap(G, dist, device, options.compile), _wrap(D, dist, device, options.compile)
+    betas = (options.beta1, options.beta2)
     return Trainer(
-        opts=opts, data=data, device=device, dist=dist, G=G, D=D, G_train=G_train, D_train=D_train,
+        spec=spec, data=data, device=device, dist=dist, G=G, D=D, G_train=G_train, D_train=D_train,
         G_ema=G_ema,
-        opt_g=torch.optim.Adam(G.parameters(), lr=opts.lr_g, betas=betas),
-        opt_d=torch.optim.Adam(D.parameters(), lr=opts.lr_d, betas=betas),
-        order=BatchOrder(len(data), opts.seed),
-        latent_gen=torch.Generator().manual_seed(opts.seed + 1),
-        bf16=use_bf16(opts.precision, device),
-        augment=make_augment(opts.diffaug))
+        opt_g=torch.optim.Adam(G.parameters(), lr=options.lr_g, betas=betas),
+        opt_d=torch.optim.Adam(D.parameters(), lr=options.lr_d, betas=betas),
+        order=BatchOrder(len(data), options.seed),
+        latent_gen=torch.Generator().manual_seed(options.seed + 1),
+        bf16=use_bf16(options.precision, device),
+        augment=make_augment(options.diffaug))
 
 
 def _wrap(module: nn.Module, dist: DistInfo, device: torch.device, compile_: bool) -> nn.Module:
