@@ -1,7 +1,10 @@
 """Find, decode, convert and save images: the one place for image I/O.
 
 Training, analysis and `transform` all load images through `load_image`, so a format that is fixed
-once (EXIF rotation, 16-bit TIFF, palette PNG, CMYK JPEG) is fixed everywhere.
+once (EXIF rotation, 16-bit TIFF, palette PNG, CMYK JPEG) is fixed everywhere. A folder is read
+with `find_images` (which files, in which order) and `decode_images` (each decoded once, unreadable
+ones reported by name), so the training set, `quality`, `embedding` and the Turing site agree on
+what a folder of images is.
 """
 
 from __future__ import annotations
@@ -9,8 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -19,6 +26,7 @@ from .errors import UserError
 from .files import TEMP_PREFIX, atomic_path
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+IMAGE_TYPES = ", ".join(ext.lstrip(".") for ext in IMAGE_EXTENSIONS)  # for messages: "jpg, jpeg, ..."
 # `augment` writes this file into its output folder (by default INPUT/output/, inside the real set):
 # a folder search skips a folder holding it, so augmented copies never pass for real images.
 AUGMENTED_MARKER = "AUGMENTED.txt"
@@ -41,15 +49,17 @@ def is_image_file(path: Path) -> bool:
 
 
 def find_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
-                recursive: bool = True) -> list[Path]:
+                recursive: bool = True, required: bool = False) -> list[Path]:
     """Return the image files named by `paths` (files, or folders searched for images), sorted.
 
     Sorting makes every downstream result (batch order, plot order) independent of the file
-    system's listing order. A path that does not exist is a `UserError`. Subfolders holding
-    `AUGMENTED_MARKER` are skipped with a warning; a folder named in `paths` itself is always read.
+    system's listing order. A path that does not exist is a `UserError`, and so is finding nothing
+    when `required`. Subfolders holding `AUGMENTED_MARKER` are skipped with a warning; a folder
+    named in `paths` itself is always read.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
+    paths = list(paths)
     found: list[Path] = []
     for raw in paths:
         p = Path(raw)
@@ -59,6 +69,9 @@ def find_images(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
             found.append(p)
         else:
             raise UserError(f"{p}: no such file or folder")
+    if required and not found:
+        named = ", ".join(str(p) for p in paths)
+        raise UserError(f"{named}: no images found (looked for {IMAGE_TYPES})")
     return found
 
 
@@ -193,6 +206,69 @@ def load_array(path: str | os.PathLike[str], size: int | tuple[int, int] | None 
     return arr[..., None] if arr.ndim == 2 else arr
 
 
+class Decoded(NamedTuple):
+    """One file of `decode_images`: its pixels, or why it could not be read (never both)."""
+
+    path: Path
+    image: np.ndarray | Image.Image | None  # None when unreadable
+    error: str | None  # the `ImageReadError` message, naming the file
+
+
+def decode_images(paths: Sequence[str | os.PathLike[str]], size: int | tuple[int, int] | None = None,
+                  grayscale: bool = False, *, as_array: bool = True, limit: int | None = None,
+                  workers: int = 1) -> Iterator[Decoded]:
+    """Decode each of `paths` once, in their order, yielding its pixels or the reason it was skipped.
+
+    Each image goes through `load_image` (EXIF rotation, RGB or L, and with `size` the center crop and
+    Lanczos resize), as a uint8 array (H, W, C) by default or, with `as_array=False`, a Pillow image.
+    Unreadable files are yielded with their message, not raised, so each caller decides whether to
+    skip, warn or collect them. Lazy: a caller may stop early, and `limit` stops after that many
+    readable images, so that a random draw from a large folder decodes only what it keeps.
+    `workers` > 1 decodes in threads (Pillow releases the GIL while decoding), at most 2 x `workers`
+    images ahead of the consumer, which bounds the memory held for a caller that streams.
+    """
+    def decode(path: str | os.PathLike[str]) -> Decoded:
+        try:
+            image = load_array(path, size, grayscale) if as_array else load_image(path, size, grayscale)
+        except ImageReadError as err:
+            return Decoded(Path(path), None, str(err))
+        return Decoded(Path(path), image, None)
+
+    if workers <= 1:
+        yield from _up_to(limit, map(decode, paths))
+    else:
+        with closing(_decode_ahead(decode, paths, workers)) as results:
+            yield from _up_to(limit, results)
+
+
+def _up_to(limit: int | None, results: Iterable[Decoded]) -> Iterator[Decoded]:
+    """`results` up to and including the `limit`-th readable image (all of them for None)."""
+    readable = 0
+    if limit is not None and limit <= 0:
+        return
+    for result in results:  # the limit is checked before the next file is decoded
+        yield result
+        readable += result.error is None
+        if limit is not None and readable >= limit:
+            return
+
+
+def _decode_ahead(decode: Callable[[str | os.PathLike[str]], Decoded],
+                  paths: Sequence[str | os.PathLike[str]], workers: int) -> Iterator[Decoded]:
+    """`map(decode, paths)` on `workers` threads, in order, at most 2 x `workers` results pending."""
+    pool = ThreadPoolExecutor(workers)
+    pending: deque[Future[Decoded]] = deque()
+    try:
+        for path in paths:
+            pending.append(pool.submit(decode, path))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
 def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike[str], **save_kwargs) -> None:
     """Save an image (PIL, or uint8 array HxW / HxWxC) atomically; the format follows the suffix."""
     if isinstance(img, np.ndarray):
@@ -203,16 +279,3 @@ def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike[str], **sa
         save_kwargs.setdefault("quality", 95)
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **save_kwargs)
-
-
-def read_images(paths: Sequence[Path], size: int | tuple[int, int] | None = None,
-                grayscale: bool = False) -> tuple[list[np.ndarray], list[Path], list[str]]:
-    """Decode many images; return (arrays, the paths read, one message per skipped file)."""
-    arrays, kept, skipped = [], [], []
-    for p in paths:
-        try:
-            arrays.append(load_array(p, size, grayscale))
-            kept.append(p)
-        except ImageReadError as err:
-            skipped.append(str(err))
-    return arrays, kept, skipped
