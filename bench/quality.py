@@ -12,7 +12,7 @@ reals) and the classifier two-sample test (5-fold held-out accuracy, 0.5 = indis
 CPU minutes per run, `--no-c2st` skips it), with two halves of the reals as the reference of both.
 `--train-args "--upsample blur"` adds flags to every training run (`--label` names them);
 `--score FAKES...` scores existing folders of generated images instead of training. The
-overview grids of the runs (seed 0) are copied to docs/images/ for the README. When
+overview grids of the runs (seed 0) are copied to docs/images/ for docs/quality.md. When
 ../shared/data/seed-dcgan-100k exists, the 54 samples of the 2018 DCGAN after 100k GPU steps are
 scored the same way beside 54 of ours (the quality anchor).
 """
