@@ -16,7 +16,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
-# About 3 minutes on a 2-core CPU without bf16 (see README, "Set up"); few sample grids, as each
+# A few minutes on a CPU (README, "Set up", gives the measured time); few sample grids, as each
 # costs a second or more on a CPU. DEMO_FLAGS adds training options, e.g. --precision fp32.
 DEMO_STEPS ?= 200
 DEMO_FLAGS ?=

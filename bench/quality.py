@@ -12,7 +12,7 @@ reals) and the classifier two-sample test (5-fold held-out accuracy, 0.5 = indis
 CPU minutes per run, `--no-c2st` skips it), with two halves of the reals as the reference of both.
 `--train-args "--upsample blur"` adds flags to every training run (`--label` names them);
 `--score FAKES...` scores existing folders of generated images instead of training. The
-overview grids of the runs (seed 0) are copied to docs/images/ for the README. When
+overview grids of the runs (seed 0) are copied to docs/images/ for docs/quality.md. When
 ../shared/data/seed-dcgan-100k exists, the 54 samples of the 2018 DCGAN after 100k GPU steps are
 scored the same way beside 54 of ours (the quality anchor).
 """
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from dcgan.analysis.c2st import C2STOptions, c2st_report, two_sample_test  # noqa: E402
-from dcgan.analysis.quality import load_image_set, pr_features, precision_recall, sliced_wasserstein  # noqa: E402
+from dcgan.analysis.quality import load_quality_set, pr_features, precision_recall, sliced_wasserstein  # noqa: E402
 from dcgan.analysis.spectrum import spectrum_report  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -44,7 +44,7 @@ def cli(*args: object) -> None:
 
 
 def score(real: object, fake_dir: Path, c2st: bool = True) -> dict[str, float]:
-    fake = load_image_set(str(fake_dir), (64, 64)).images
+    fake = load_quality_set(str(fake_dir), (64, 64)).images
     reals = real.images  # type: ignore[attr-defined]
     swd = sliced_wasserstein(reals, fake)["mean"]
     precision, recall = precision_recall(pr_features(reals), pr_features(fake))
@@ -85,7 +85,7 @@ def main() -> None:
     data = SHARED / "isic" / "all-64"
     if not data.is_dir():
         data = REPO / "training_data"
-    real = load_image_set(str(data), (64, 64))
+    real = load_quality_set(str(data), (64, 64))
     print(f"real: {data} ({len(real.images)} images at 64x64)"
           + ("" if args.score else f"; {args.steps} steps of {args.batch} per run"))
     print(reference(real, not args.no_c2st), flush=True)
@@ -136,11 +136,11 @@ def main() -> None:
               f"{'met' if recall['small-data'] >= recall['classic'] else 'MISSED'})")
     anchor = SHARED / "seed-dcgan-100k"
     if anchor.is_dir():
-        seed_set = load_image_set(str(anchor), (64, 64))
+        seed_set = load_quality_set(str(anchor), (64, 64))
         n = len(seed_set.images)
         last = args.presets.split(",")[-1]
         last_run = f"{last}{'-' + args.label if args.label else ''}-seed{args.seeds.split(',')[0]}"
-        ours = load_image_set(str(work / f"{last_run}-fakes"), (64, 64)).images[:n]
+        ours = load_quality_set(str(work / f"{last_run}-fakes"), (64, 64)).images[:n]
         swd_2018 = sliced_wasserstein(real.images, seed_set.images)["mean"]
         swd_ours = sliced_wasserstein(real.images, ours)["mean"]
         print(f"anchor, {n} images each against the reals: 2018 DCGAN after 100k GPU steps "

@@ -296,9 +296,9 @@ def profile(args: argparse.Namespace) -> None:
 
 def compare_precision(data: Path, args: argparse.Namespace) -> None:
     """Same seed, same steps, fp32 vs bf16: do the losses and the samples agree?"""
-    from dcgan.analysis.quality import load_image_set, pr_features, precision_recall, sliced_wasserstein
+    from dcgan.analysis.quality import load_quality_set, pr_features, precision_recall, sliced_wasserstein
 
-    real = load_image_set(str(data), (64, 64)).images
+    real = load_quality_set(str(data), (64, 64)).images
     with tempfile.TemporaryDirectory() as tmp:
         for precision in ("fp32", "bf16"):
             out, fakes = Path(tmp) / precision, Path(tmp) / f"{precision}-fakes"
@@ -314,7 +314,7 @@ def compare_precision(data: Path, args: argparse.Namespace) -> None:
             stats = [json.loads(x) for x in (out / "stats.jsonl").read_text().splitlines()]
             tail = stats[len(stats) // 2:]
             loss_d, loss_g = (statistics.mean(s[k] for s in tail) for k in ("loss_d", "loss_g"))
-            fake = load_image_set(str(fakes), (64, 64)).images
+            fake = load_quality_set(str(fakes), (64, 64)).images
             p, r = precision_recall(pr_features(real), pr_features(fake))
             swd = sliced_wasserstein(real, fake)["mean"]
             print(f"{precision}: {wall:.0f} s; second half mean loss_d {loss_d:.3f} loss_g {loss_g:.3f}; "

@@ -53,9 +53,9 @@ def init_weights(module: nn.Module) -> None:
 
     Spectral-norm layers are left at PyTorch's default (Kaiming-uniform) init on purpose: under
     spectral norm a weight's scale no longer changes the output, only how far each Adam step turns
-    it, and N(0, 0.02) made those steps ~2.5x larger relative to the weight; measured here, a
-    class-conditional SN discriminator so initialised lost its class separation at 200 steps
-    (tests/test_small_data.py), while SNGAN and BigGAN use Glorot or orthogonal inits, not N(0, 0.02).
+    it, and N(0, 0.02) made those steps much larger relative to the weight: a class-conditional SN
+    discriminator so initialised lost its class separation (tests/test_small_data.py; figures in
+    docs/quality.md), while SNGAN and BigGAN use Glorot or orthogonal inits, not N(0, 0.02).
     """
     if parametrize.is_parametrized(module, "weight"):
         return
@@ -138,8 +138,8 @@ class Generator(nn.Module):
     doubles the size with 4x4 stride-2 transposed convs (the paper); `"resize"` with nearest-neighbour
     x2 and a 3x3 conv (Odena et al. 2016, "Deconvolution and checkerboard artifacts"): a stride-2
     transposed conv paints each output pixel from a different subset of its weights depending on the
-    pixel's parity, which leaves a 2-pixel checkerboard in the images (measured: 1.9x the reals'
-    checkerboard energy after 2,000 steps), while resize + conv treats every pixel alike.
+    pixel's parity, which leaves a 2-pixel checkerboard in the images (measured in docs/quality.md),
+    while resize + conv treats every pixel alike.
     """
 
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,

@@ -246,27 +246,21 @@ def merge_options(defaults: TrainOptions, yaml_values: dict[str, Any], cli_value
     return TrainOptions.from_dict(merged)
 
 
-# Presets: recipes that set the options a user did not set. Measured in bench/quality.py.
+# Presets: recipes that set the options a user did not set. Measured in bench/quality.py; the figures,
+# and the variants that did not help, are in docs/quality.md.
 SMALL_DATA_LIMIT = 5000  # `auto` picks small-data below this many training images, classic from it
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The 2018 tool's recipe: DCGAN, non-saturating BCE, no EMA, no augmentation, lr 2e-4.
     "classic": {"arch": "dcgan", "loss": "bce", "ema": 0.0, "diffaug": "none", "lr_g": 2e-4, "lr_d": 2e-4,
                 "gp": "none", "upsample": "transpose"},
-    # For a few hundred to a few thousand images (what `auto` picks below 5,000): the classic recipe
-    # plus DiffAugment translation, which keeps D from memorising the few reals (its mean real-fake
-    # logit gap stayed at 1.5-2.8 after step 500, against 4.6-8.2 without), a resize-conv generator,
-    # without which translation left a visible checkerboard grid in the samples, G's learning rate
-    # doubled, and a short EMA (0.95, about 20 steps) whose BatchNorm statistics are measured on its
-    # own weights: the EMA smooths the samples (SWD) but a long one averages away the rarer looks
-    # (0.999: recall 0.548 / 0.553 on seeds 0 / 1; 0.95: 0.575 / 0.603; classic: 0.613 / 0.545).
-    # Measured in the README (bench/quality.py: 398 images, 2,000 steps of 32). Spectral norm +
-    # hinge, color, cutout, flip and rot90 augmentation, mirrored translation, minibatch std, lr 4e-4
-    # for both nets and label smoothing 0.9 did not help at this budget.
+    # For a few hundred to a few thousand images (`auto` below 5,000): classic + DiffAugment translation
+    # (D cannot memorise the few reals), resize-conv (translation alone left a checkerboard), a faster G
+    # and a short EMA (smoother samples; a long one averages away the rarer looks, losing recall).
     "small-data": {"arch": "dcgan", "loss": "bce", "ema": 0.95, "diffaug": "translation", "lr_g": 4e-4,
                    "lr_d": 2e-4, "gp": "none", "upsample": "resize"},
     # The literature's recipe for small sets at long budgets (SNGAN discriminator, hinge loss,
-    # DiffAugment, EMA; Zhao et al. 2020). Not measured better here at 2,000 CPU steps.
+    # DiffAugment, EMA; Zhao et al. 2020); not better at the CPU budget of docs/quality.md.
     "sngan-diffaug": {"arch": "sngan", "loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,
                       "lr_g": 2e-4, "lr_d": 2e-4},
     "none": {},

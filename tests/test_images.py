@@ -8,10 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dcgan import images
 from dcgan.errors import UserError
 from dcgan.images import (
     ImageReadError,
     center_crop_box,
+    decode_images,
     find_images,
     load_array,
     open_image,
@@ -30,6 +32,62 @@ def test_find_images_sorted_recursive_and_filters(tmp_path: Path) -> None:
     assert [p.name for p in find_images(tmp_path, recursive=False)] == ["b.png"]
     with pytest.raises(UserError, match="no such file"):
         find_images(tmp_path / "missing")
+    assert find_images(tmp_path / "sub" / "a.JPG", required=True) == [tmp_path / "sub" / "a.JPG"]
+    (tmp_path / "empty").mkdir()
+    assert find_images(tmp_path / "empty") == []
+    with pytest.raises(UserError) as err:
+        find_images(tmp_path / "empty", required=True)
+    types = "jpg, jpeg, png, tif, tiff, bmp, webp"
+    assert str(err.value) == f"{tmp_path / 'empty'}: no images found (looked for {types})"
+
+
+def _folder_with_a_bad_file(tmp_path: Path) -> list[Path]:
+    """Six images of distinct sizes (10..15 px wide) with an unreadable file third."""
+    paths = [make_image(tmp_path / f"{i}.png", size=(10 + i, 8), seed=i) for i in range(6)]
+    bad = tmp_path / "2.png"
+    bad.write_bytes(b"not an image")
+    return paths
+
+
+def _record_opens(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files `open_image` decodes from now on, in call order."""
+    opened: list[str] = []
+    real_open = images.open_image
+
+    def counting(path: Path, *args: object, **kwargs: object) -> Image.Image:
+        opened.append(Path(path).name)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "open_image", counting)
+    return opened
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_decode_images_in_order_once_each_errors_named(tmp_path: Path, workers: int,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _folder_with_a_bad_file(tmp_path)
+    opened = _record_opens(monkeypatch)
+    decoded = list(decode_images(paths, workers=workers))
+    assert [d.path for d in decoded] == paths
+    assert sorted(opened) == [p.name for p in paths]  # each decoded once
+    assert [d.image.shape if d.image is not None else None for d in decoded] == [
+        (8, 10, 3), (8, 11, 3), None, (8, 13, 3), (8, 14, 3), (8, 15, 3)]
+    assert decoded[2].error is not None and decoded[2].error.startswith(f"{paths[2]}: not a readable image")
+    assert all(d.image.dtype == np.uint8 for d in decoded if d.image is not None)
+    resized = list(decode_images(paths, 6, grayscale=True, workers=workers))
+    assert {d.image.shape for d in resized if d.image is not None} == {(6, 6, 1)}
+    pil = next(decode_images(paths, as_array=False, workers=workers)).image
+    assert isinstance(pil, Image.Image) and pil.size == (10, 8)
+
+
+def test_decode_images_limit_stops_before_decoding_more(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = _folder_with_a_bad_file(tmp_path)
+    opened = _record_opens(monkeypatch)
+    got = list(decode_images(paths, limit=3))
+    assert [d.path.name for d in got] == ["0.png", "1.png", "2.png", "3.png"]  # 3 readable + the bad one
+    assert opened == ["0.png", "1.png", "2.png", "3.png"]
+    assert list(decode_images(paths, limit=0)) == [] and len(opened) == 4
 
 
 @pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16"])

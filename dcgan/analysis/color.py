@@ -432,7 +432,8 @@ def palette_distances(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
 
     Speed: for each centroid j of the destination palettes, |u|^2 + |v_j|^2 - 2 u.v_j for all source
     centroids u at once (one matrix product), with a running minimum over j: contiguous float32
-    operations, in row blocks of bounded memory (10,000 images: ~10 s, 2.5e9 centroid pairs).
+    operations, in row blocks of bounded memory (10,000 images are 2.5e9 centroid pairs; timing in
+    docs/performance.md).
     Precision: float32 cancellation leaves ~1e-5 of noise, which matters only for (near-)identical
     palettes, so distances below `EXACT_BELOW` are recomputed exactly in float64 (copies get 0).
     """

@@ -89,8 +89,8 @@ def classical_mds(distances: np.ndarray, dims: int = 2) -> np.ndarray:
         from scipy.linalg import eigh
         from threadpoolctl import threadpool_limits
 
-        # One BLAS thread: on a busy 2-core machine OpenBLAS's spinning threads turned this 10 ms
-        # decomposition into 2.5 s.
+        # One BLAS thread: on a busy machine OpenBLAS's spinning threads made this small decomposition
+        # hundreds of times slower (docs/performance.md).
         with threadpool_limits(limits=1, user_api="blas"):
             values, vectors = eigh(b, subset_by_index=[max(0, n - dims), n - 1], driver="evr")
     else:
@@ -150,7 +150,7 @@ def tsne(distances: np.ndarray, vectors: np.ndarray, opts: EmbedOptions) -> Embe
     """t-SNE (scikit-learn, Barnes-Hut) on the precomputed distances; perplexity at most (N - 1) / 3.
 
     Below 1,000 images it runs on one OpenMP thread: threads only pay off for more, and on a busy
-    2-core machine their spin-waiting made 10 images take seconds. (The "exact" method would avoid
+    machine their spin-waiting made even 10 images take seconds. (The "exact" method would avoid
     OpenMP but is not reproducible for a fixed seed.)
     """
     from sklearn.manifold import TSNE

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..images import ImageReadError, load_array
+from ..images import decode_images
 from ..resources import BLOCK_BYTES, cpu_count
 from .cache import FeatureCache, file_digest
 from .color import (
@@ -121,18 +121,13 @@ def pixel_features(paths: Sequence[Path], opts: FeatureOptions) -> FeatureSet:
         todo = [i for i in readable if rows[i] is None]
         bar.update(len(readable) - len(todo) + len(paths) - len(readable))
 
-        def load(i: int) -> np.ndarray | str:
-            try:
-                return load_array(paths[i], size=(size, size)).astype(np.uint8)
-            except ImageReadError as err:
-                return str(err)
-
-        for i, result in zip(todo, pool.map(load, todo), strict=True):
+        decoded = decode_images([paths[i] for i in todo], (size, size), workers=cpu_count())
+        for i, (_, pixels, error) in zip(todo, decoded, strict=True):
             bar.update(1)
-            if isinstance(result, str):
-                skipped.append(result)
+            if error is not None:
+                skipped.append(error)
                 continue
-            rows[i] = result.reshape(-1)
+            rows[i] = pixels.reshape(-1)
             cache.put([digests[i]], [rows[i]])
     cache.save()
     kept = [i for i in range(len(paths)) if rows[i] is not None]

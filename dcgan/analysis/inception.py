@@ -158,8 +158,9 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     With centred, scaled features A and B (S_a = A^T A, S_b = B^T B), the non-zero eigenvalues of
     S_a S_b are the squared singular values of A B^T, so Tr((S_a S_b)^(1/2)) is the nuclear norm of
     A B^T: an SVD of an (n_a, n_b) matrix instead of scipy's `sqrtm` of a 2048 x 2048 product (which
-    takes ~25 s here and needs regularizing when there are fewer images than dimensions). With more
-    images than dimensions, the same trace comes from two symmetric eigendecompositions.
+    is slow, see docs/performance.md, and needs regularizing when there are fewer images than
+    dimensions). With more images than dimensions, the same trace comes from two symmetric
+    eigendecompositions.
     """
     mu_a, mu_b = a.mean(0), b.mean(0)
     fa = (a - mu_a) / np.sqrt(max(len(a) - 1, 1))

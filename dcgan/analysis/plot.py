@@ -111,9 +111,9 @@ def text_labels(fig: Figure, ax: Axes, xy: np.ndarray, texts: Sequence[str], fon
     """Many short labels as ONE collection of glyph outlines, `offset` points up-right of each point.
 
     Why not `Text` artists: matplotlib lays out and rasterizes every glyph of every Text on each draw,
-    about 4 ms per 30-character file name here, so 500 labels took longer than everything else in
-    `embedding` together. Here each distinct character's outline is loaded once and a label is its
-    glyphs placed at their advance widths (no kerning; fine for file names), drawn in one call.
+    so 500 labels took longer than everything else in `embedding` together (docs/performance.md).
+    Here each distinct character's outline is loaded once and a label is its glyphs placed at their
+    advance widths (no kerning; fine for file names), drawn in one call.
     The label strings are kept on the collection as `.texts` (tests read them there).
     """
     from matplotlib.collections import PathCollection

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import UserError
-from ..images import ImageReadError, crop_resize, find_images, open_image
+from ..images import crop_resize, decode_images, find_images
 from ..resources import cpu_count
 
 if TYPE_CHECKING:
@@ -341,7 +340,7 @@ def _tensor(images: np.ndarray) -> torch.Tensor:
 
 
 @dataclass
-class ImageSet:
+class QualitySet:
     """A folder's images decoded at one size, with what happened on the way."""
 
     path: str
@@ -353,25 +352,15 @@ class ImageSet:
     native: list[np.ndarray] = field(default_factory=list)  # each image at its own size (FID/KID)
 
 
-def load_image_set(path: str, size: tuple[int, int] | None = None) -> ImageSet:
+def load_quality_set(path: str, size: tuple[int, int] | None = None) -> QualitySet:
     """Decode every image under `path`; resize to `size` (W, H), by default the most common size."""
-    paths = find_images(path)
-    if not paths:
-        raise UserError(f"{path}: no images found (jpg, jpeg, png, tif, bmp, webp)")
-
-    def load(p: Path) -> Any:
-        try:
-            return open_image(p)
-        except ImageReadError as err:
-            return str(err)
-
-    with ThreadPoolExecutor(cpu_count()) as pool:
-        decoded = list(pool.map(load, paths))
-    skipped = [d for d in decoded if isinstance(d, str)]
-    kept = [(p, d) for p, d in zip(paths, decoded, strict=True) if not isinstance(d, str)]
-    sizes = Counter(f"{d.width}x{d.height}" for _, d in kept)
-    s = ImageSet(path, np.empty((0, 0, 0, 3), np.uint8), [p for p, _ in kept], skipped, dict(sizes),
-                 native=[np.asarray(d) for _, d in kept])
+    paths = find_images(path, required=True)
+    decoded = list(decode_images(paths, workers=cpu_count()))
+    skipped = [d.error for d in decoded if d.error is not None]
+    kept = [d for d in decoded if d.error is None]
+    sizes = Counter(f"{d.image.shape[1]}x{d.image.shape[0]}" for d in kept)
+    s = QualitySet(path, np.empty((0, 0, 0, 3), np.uint8), [d.path for d in kept], skipped, dict(sizes),
+                   native=[d.image for d in kept])
     if size is None and kept:
         size = most_common_size(s)
     if size is not None:
@@ -379,12 +368,12 @@ def load_image_set(path: str, size: tuple[int, int] | None = None) -> ImageSet:
     return s
 
 
-def most_common_size(s: ImageSet) -> tuple[int, int]:
+def most_common_size(s: QualitySet) -> tuple[int, int]:
     """The (W, H) most of the set's images have."""
     return Counter((a.shape[1], a.shape[0]) for a in s.native).most_common(1)[0][0]
 
 
-def resize_set(s: ImageSet, size: tuple[int, int]) -> None:
+def resize_set(s: QualitySet, size: tuple[int, int]) -> None:
     """Set `s.images` to every image at `size` (W, H): center crop + Lanczos where it differs."""
     from PIL import Image
 
@@ -420,10 +409,10 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
     if unknown:
         raise UserError(f"unknown metric {', '.join(unknown)}; choose from {', '.join(known)}")
     chosen = list(opts.metrics) or list(known)
-    fake = load_image_set(fake_path, size=None)
+    fake = load_quality_set(fake_path, size=None)
     if len(fake.paths) < 2:
         raise UserError(f"{fake_path}: need at least 2 readable images, found {len(fake.paths)}")
-    real = load_image_set(real_path, size=None)
+    real = load_quality_set(real_path, size=None)
     if len(real.paths) < 2:
         raise UserError(f"{real_path}: need at least 2 readable images, found {len(real.paths)}")
     # The pixel measures need one size: both sets go DOWN to the smaller of their usual sizes, never
@@ -464,7 +453,7 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
     return report
 
 
-def _artifact_entries(report: dict[str, Any], real: ImageSet, fake: ImageSet, chosen: list[str],
+def _artifact_entries(report: dict[str, Any], real: QualitySet, fake: QualitySet, chosen: list[str],
                       opts: QualityOptions) -> None:
     """The spectral ratio (`spectrum.py`) and, with opts.c2st, the classifier test (`c2st.py`)."""
     figures = Path(opts.figures) if opts.figures else None
@@ -501,7 +490,7 @@ def _sizes(sizes: dict[str, int]) -> str:
     return ", ".join(f"{n} x {s}" for s, n in sorted(sizes.items(), key=lambda kv: -kv[1]))
 
 
-def _set_info(s: ImageSet) -> dict[str, Any]:
+def _set_info(s: QualitySet) -> dict[str, Any]:
     return {"path": s.path, "images": len(s.paths), "skipped": s.skipped,
             "original_sizes": s.original_sizes, "resized": s.resized}
 

@@ -100,9 +100,7 @@ def embed_images(output: str | os.PathLike[str], image_paths: Sequence[str],
     paths: list[Path] = []
     input_group: list[int] = []
     for g, arg in enumerate(image_paths):
-        found = find_images(arg)
-        if not found:
-            raise UserError(f"{arg}: no images found (jpg, jpeg, png, tif, bmp, webp)")
+        found = find_images(arg, required=True)
         paths += found
         input_group += [g if grouped else 0] * len(found)
 

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..images import ImageReadError, find_images, load_array
+from ..images import decode_images, find_images, load_array
 
 log = logging.getLogger(__name__)
 
@@ -69,18 +69,16 @@ def load_image_set(root: str | Path, resolution: int | None = None, grayscale: b
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such folder")
-    paths = find_images(root)
-    if not paths:
-        raise UserError(f"{root}: no images found (looked for jpg, jpeg, png, tif, tiff, bmp, webp)")
+    paths = find_images(root, required=True)
     res, channels = resolution, 1 if grayscale else 3
     streaming = False
     kept: list[Path] = []
     arrays: list[np.ndarray] = []
-    for p in tqdm(paths, desc="decoding images", unit="img", disable=not progress, leave=False):
-        try:
-            arr = load_array(p, resolution, grayscale)
-        except ImageReadError as err:
-            log.warning("skipped %s", err)
+    decoded = decode_images(paths, resolution, grayscale)
+    for p, arr, error in tqdm(decoded, total=len(paths), desc="decoding images", unit="img",
+                              disable=not progress, leave=False):
+        if error is not None:
+            log.warning("skipped %s", error)
             continue
         if arr.shape[0] != arr.shape[1] or (res is not None and arr.shape[0] != res):
             raise _size_error(p, arr, res)

@@ -41,8 +41,8 @@ from .trainer import StepStats, Trainer, build_trainer
 log = logging.getLogger("dcgan.training")
 
 BEST = "best.pt"
-# The loss plot is redrawn with a sample grid but at most this often (and at the end): a redraw
-# costs ~0.2 s, a tenth of a short run's time when grids come every step (docs/performance.md).
+# The loss plot is redrawn with a sample grid but at most this often (and at the end): redraws with
+# every grid cost a short run a good share of its time (docs/performance.md).
 PLOT_INTERVAL_S = 30.0
 RUN_ARTIFACTS = (OPTIONS_FILE, runlog.STATS, runlog.LOG, runlog.LOSS_CURVE, runlog.SAMPLES, LATEST, BEST)
 

@@ -31,8 +31,7 @@ from .dataset import BatchOrder, ImageSet
 from .distributed import DistInfo, device_for, resolve_device
 
 # Latents whose batch statistics become the EMA generator's BatchNorm statistics (calibrate_ema):
-# 512 keeps each channel's mean and variance within a few percent, in 0.46 s at 64 px on 2 CPU cores
-# (fp32, median of 5), once per sample grid or checkpoint.
+# enough for stable per-channel statistics, cheap enough for every grid and checkpoint (docs/performance.md).
 CALIBRATION_IMAGES = 512
 CALIBRATION_BATCH = 64
 
@@ -213,13 +212,12 @@ class Trainer:
     def calibrate_ema(self) -> None:
         """Recompute the EMA generator's BatchNorm statistics for its own (averaged) weights.
 
-        Copying G's running statistics would pair them with weights they were not measured on;
-        measured here (398 ISIC images, 2,000 steps, bench/quality.py scoring), that made EMA samples
-        worse than the raw G's (SWD 115.5 vs 108.7); with calibration the EMA G of the classic
-        recipe beats its raw G (SWD 53.9 vs 57.3, recall 0.678 vs 0.613). So, as
-        BigGAN's "standing statistics" do, run CALIBRATION_IMAGES latents from a fixed stream through
-        the EMA generator in train mode and keep the cumulative mean and variance. The result depends
-        only on the weights, so resumed runs stay exact, and no training RNG is consumed.
+        Copying G's running statistics would pair them with weights they were not measured on, which
+        made the EMA samples worse than the raw G's; calibrated, the EMA G beats its raw G
+        (docs/quality.md). So, as BigGAN's "standing statistics" do, run CALIBRATION_IMAGES latents
+        from a fixed stream through the EMA generator in train mode and keep the cumulative mean and
+        variance. The result depends only on the weights, so resumed runs stay exact, and no training
+        RNG is consumed.
         """
         if self.G_ema is None or self.ema_calibrated_at == self.step:
             return

@@ -62,7 +62,7 @@ from PIL import Image
 
 from ..errors import UserError
 from ..files import TEMP_PREFIX, atomic_path, copy_file, write_bytes, write_json, write_text
-from ..images import ImageReadError, center_crop_box, crop_resize, find_images, open_image
+from ..images import center_crop_box, crop_resize, decode_images, find_images
 
 SITE_DIR = "site"
 IMAGES_DIR = "images"
@@ -184,13 +184,9 @@ def _decode_some(paths: list[Path], count: int, label: str, rng: random.Random,
     are kept as they are.
     """
     items: list[Item] = []
-    for path in rng.sample(paths, len(paths)):
-        if len(items) == count:
-            break
-        try:
-            original = open_image(path)
-        except ImageReadError as err:
-            skipped.append(str(err))
+    for path, original, error in decode_images(rng.sample(paths, len(paths)), as_array=False, limit=count):
+        if error is not None:
+            skipped.append(error)
             continue
         image = original if size is None else fit(original, size, path)
         items.append(Item(path, label, image, original.size, image.size != original.size))
