@@ -104,8 +104,11 @@ def test_eight_random_kills_resume_to_the_same_weights(tmp_path: Path, data: Pat
         deadline = time.time() + 120
         # Each start makes progress of its own before its kill: a target already passed by an
         # earlier start would otherwise kill this one during start-up, at the same step again.
+        # The first start must have a checkpoint before its kill, or there is nothing to resume
+        # (a loaded machine can be that slow between step 1's stats line and its checkpoint).
         floor = last_step(run_dir) + 1
-        while last_step(run_dir) < max(target, floor) and proc.poll() is None:
+        while ((last_step(run_dir) < max(target, floor) or not (run_dir / "checkpoint.pt").exists())
+               and proc.poll() is None):
             assert time.time() < deadline, "no progress"
             time.sleep(0.01)
         # Anywhere in the next step or two (mid-checkpoint, mid-grid, mid-update): tiny steps take
