@@ -103,7 +103,7 @@ class TrainOptions:
     grid_size: int = opt(64, "images in each sample grid (fixed latents)", 1, 1024)
     max_memory_gb: float = opt(4.0, "larger datasets stream from disk instead of memory", 0)
     preset: str = opt("auto", "a recipe that fills in the options you did not set; auto = small-data "
-                      "below 5,000 training images, else classic (bench/quality.py, see the README)")
+                      "below 5,000 training images, else classic (measured in docs/quality.md)")
     diffaug: str = opt("none", "DiffAugment policy, e.g. color,translation,cutout (none = off)")
     conditional: bool = opt(False, "class-conditional GAN on the class subfolders of TRAINING_IMAGES")
     eval_every: int = opt(0, "steps between SWD / precision / recall evaluations of EMA-G (0 = off)", 0)
