@@ -18,7 +18,7 @@ from this package. Imports point down only: nothing imports a module listed afte
   models.py     Generator / Discriminator for any base*2^k size, SN, conditional BN  [errors]
   options.py    TrainOptions (what the user asked): defaults, presets, YAML, validation
                 [errors, files, losses, diffaug, models]
-  spec.py       RunSpec: a run's settings settled once the images are known; save/load  [errors, files, options]
+  spec.py       RunSpec: a run's settings, settled once the images are known  [errors, files, options]
   data/         the ISIC Archive client, transform, augment  [errors, files, images]
   analysis/     distances, embeddings, plots and quality measures for img2dist  [errors, files, images]
   training/     dataset, trainer, loop, checkpoints, run log, DDP  [all of the above]
