@@ -127,6 +127,38 @@ def _blur_up(c_in: int, c_out: int) -> list[nn.Module]:
 UPSAMPLING = {"transpose": _transpose_up, "resize": _resize_up, "blur": _blur_up}
 
 
+class LowPass(nn.Module):
+    """The [1, 3, 3, 1] binomial low-pass of StyleGAN2's upfirdn2d, per channel, size kept.
+
+    Before a stride-2 conv it removes what that conv would alias: a strided conv samples every other
+    pixel, so a 2-pixel pattern in G's images reaches D unattenuated and D's gradient (a transposed
+    conv, i.e. parity-dependent) paints the same pattern back into G (Zhang 2019, "Making
+    convolutional networks shift-invariant again"). Edges are replicated, as bilinear resizing does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        self.register_buffer("kernel", (taps[:, None] * taps[None, :] / 64)[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        x = nn.functional.pad(x, (2, 1, 2, 1), mode="replicate")
+        return nn.functional.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 4, 4), groups=c)
+
+
+def _stride_down(conv: nn.Module) -> list[nn.Module]:
+    return [conv]
+
+
+def _blur_down(conv: nn.Module) -> list[nn.Module]:
+    return [LowPass(), conv]
+
+
+# How the discriminator halves its feature maps (name -> layers around its 4x4 stride-2 conv).
+DOWNSAMPLING = {"stride": _stride_down, "blur": _blur_down}
+
+
 class Generator(nn.Module):
     """z (N, z_dim) [, class y (N,)] -> image (N, C, R, R) in [-1, 1].
 
@@ -201,8 +233,11 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, channels: int = 3, arch: str = "dcgan",
-                 num_classes: int = 0, mbstd: int = 0):
+                 num_classes: int = 0, mbstd: int = 0, downsample: str = "stride"):
         super().__init__()
+        if downsample not in DOWNSAMPLING:
+            raise ValueError(f"downsample {downsample!r}: choose from {', '.join(DOWNSAMPLING)}")
+        down = DOWNSAMPLING[downsample]
         base, _ = size_plan(resolution)
         widths = _widths(resolution, width)[::-1]
         sn = arch == "sngan"
@@ -211,9 +246,9 @@ class Discriminator(nn.Module):
             layer = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn)
             return spectral_norm(layer) if sn else layer
 
-        layers: list[nn.Module] = [conv(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [*down(conv(channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in itertools.pairwise(widths):
-            layers.append(conv(c_in, c_out, 4, 2, 1))
+            layers += down(conv(c_in, c_out, 4, 2, 1))
             if not sn:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(0.2, True))
@@ -247,4 +282,5 @@ def build_models(opts: Any, resolution: int, channels: int,
                  n_classes: int) -> tuple[Generator, Discriminator]:
     """G and D as a run's options describe them; G is built first, as its init draws come first."""
     G = build_generator(opts, resolution, channels, n_classes)
-    return G, Discriminator(resolution, opts.d_channels, channels, opts.arch, n_classes, opts.mbstd)
+    return G, Discriminator(resolution, opts.d_channels, channels, opts.arch, n_classes, opts.mbstd,
+                            opts.downsample)

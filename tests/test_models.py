@@ -183,3 +183,23 @@ def test_blur_upsampling_is_zero_insertion_and_the_stylegan2_low_pass() -> None:
     assert G(torch.randn(2, 16)).shape == (2, 3, 64, 64)
     assert sum(p.numel() for p in G.parameters()) == sum(
         p.numel() for p in Generator(64, 16, 8, 3, upsample="resize").parameters())
+
+
+def test_blur_downsampling_low_passes_before_each_strided_conv() -> None:
+    # `--downsample blur`: a 2-pixel checkerboard, which a stride-2 conv aliases onto a flat map,
+    # is removed by the [1,3,3,1] low-pass (its response at Nyquist is 0) while a flat image passes.
+    from dcgan.models import LowPass
+
+    board = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1.0
+    out = LowPass()(board.expand(1, 3, 16, 16))
+    assert out.shape == (1, 3, 16, 16)
+    assert out[..., 2:-2, 2:-2].abs().max() < 1e-6
+    assert torch.allclose(LowPass()(torch.full((1, 2, 8, 8), 0.7)), torch.full((1, 2, 8, 8), 0.7))
+    D = Discriminator(32, width=8, downsample="blur")
+    assert sum(isinstance(m, LowPass) for m in D.main) == 3  # before each of the three stride-2 convs
+    assert D(torch.randn(4, 3, 32, 32)).shape == (4,)
+    plain = Discriminator(32, width=8)
+    assert plain.state_dict().keys() != D.state_dict().keys()  # indices shift; parameters are the same
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in D.parameters()]
+    with pytest.raises(ValueError, match="downsample 'max'"):
+        Discriminator(32, downsample="max")
