@@ -123,6 +123,10 @@ def _blur_up(c_in: int, c_out: int) -> list[nn.Module]:
             nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)]
 
 
+# G's output layer: "up" = the last upsampling makes the RGB image (the DCGAN paper); "conv" = it
+# keeps half the channels and a 3x3 conv at full size makes RGB.
+RGB_LAYERS = ("up", "conv")
+
 # How the generator doubles its feature maps (name -> layers for c_in -> c_out channels).
 UPSAMPLING = {"transpose": _transpose_up, "resize": _resize_up, "blur": _blur_up}
 
@@ -171,8 +175,10 @@ class Generator(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
-                 num_classes: int = 0, upsample: str = "transpose"):
+                 num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up"):
         super().__init__()
+        if rgb_layer not in RGB_LAYERS:
+            raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
         if upsample not in UPSAMPLING:
             raise ValueError(f"upsample {upsample!r}: choose from {', '.join(UPSAMPLING)}")
         up = UPSAMPLING[upsample]
@@ -187,7 +193,13 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=False), norm(widths[0]), nn.ReLU(True)]
         for c_in, c_out in itertools.pairwise(widths):
             layers += [*up(c_in, c_out), norm(c_out), nn.ReLU(True)]
-        layers += [*up(widths[-1], channels), nn.Tanh()]
+        if rgb_layer == "conv":  # every output pixel then mixes both parities of the last upsampling
+            half = max(1, widths[-1] // 2)
+            layers += [*up(widths[-1], half), norm(half), nn.ReLU(True),
+                       nn.Conv2d(half, channels, 3, 1, 1, bias=False)]
+        else:
+            layers += [*up(widths[-1], channels)]
+        layers.append(nn.Tanh())
         self.main = nn.Sequential(*layers)
         self.apply(init_weights)
 
@@ -275,7 +287,8 @@ class Discriminator(nn.Module):
 
 def build_generator(opts: Any, resolution: int, channels: int, n_classes: int) -> Generator:
     """G as a run's options (`TrainOptions`) describe it, for images of `resolution` and `channels`."""
-    return Generator(resolution, opts.z_dim, opts.g_channels, channels, n_classes, opts.upsample)
+    return Generator(resolution, opts.z_dim, opts.g_channels, channels, n_classes, opts.upsample,
+                     opts.rgb_layer)
 
 
 def build_models(opts: Any, resolution: int, channels: int,

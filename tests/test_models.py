@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from dcgan.errors import UserError
 from dcgan.models import Discriminator, Generator, MinibatchStd, NearestUpConv2d, size_plan
@@ -203,3 +204,16 @@ def test_blur_downsampling_low_passes_before_each_strided_conv() -> None:
     assert [p.shape for p in plain.parameters()] == [p.shape for p in D.parameters()]
     with pytest.raises(ValueError, match="downsample 'max'"):
         Discriminator(32, downsample="max")
+
+
+def test_rgb_conv_output_layer_mixes_both_parities_at_full_size() -> None:
+    # `--rgb-layer conv`: the last upsampling keeps half its channels and a 3x3 conv at full size
+    # makes RGB; `up` (the default) is the DCGAN paper's layout, whose checkpoints stay as they were.
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv")
+    assert G(torch.randn(2, 16)).shape == (2, 3, 32, 32)
+    last = [m for m in G.main if isinstance(m, nn.Conv2d)][-1]
+    assert (last.in_channels, last.out_channels, last.kernel_size, last.stride) == (4, 3, (3, 3), (1, 1))
+    up = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="up")
+    assert Generator(32, 16, 8, 3, upsample="resize").state_dict().keys() == up.state_dict().keys()
+    with pytest.raises(ValueError, match="rgb_layer 'tanh'"):
+        Generator(32, rgb_layer="tanh")
