@@ -80,11 +80,18 @@ TRAINING_USAGE = ("training TRAINING_IMAGES STEPS BATCH_SIZE OUTPUT_DIR, "
 
 def train_options(func: Any) -> Any:
     """Add one click option per TrainOptions field (so the CLI, YAML and saved runs never drift)."""
-    from dcgan.names import GRADIENT_PENALTY_NAMES, LOSS_NAMES, UPSAMPLING_NAMES
+    from dcgan.names import (
+        DOWNSAMPLING_NAMES,
+        GRADIENT_PENALTY_NAMES,
+        LOSS_NAMES,
+        RGB_LAYER_NAMES,
+        UPSAMPLING_NAMES,
+    )
     from dcgan.options import PRESETS
 
     choices = {**CHOICES, "loss": list(LOSS_NAMES), "gp": list(GRADIENT_PENALTY_NAMES),
-               "upsample": list(UPSAMPLING_NAMES),
+               "upsample": list(UPSAMPLING_NAMES), "downsample": list(DOWNSAMPLING_NAMES),
+               "rgb_layer": list(RGB_LAYER_NAMES),
                "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
     by_preset = {k for values in PRESETS.values() for k in values}

@@ -127,8 +127,44 @@ def _blur_up(c_in: int, c_out: int) -> list[nn.Module]:
             nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False)]
 
 
+# G's output layer: "up" = the last upsampling makes the RGB image (the DCGAN paper); "conv" = it
+# keeps half the channels and a 3x3 conv at full size makes RGB.
+RGB_LAYERS = ("up", "conv")
+
 # How the generator doubles its feature maps (name -> layers for c_in -> c_out channels).
 UPSAMPLING = {"transpose": _transpose_up, "resize": _resize_up, "blur": _blur_up}
+
+
+class LowPass(nn.Module):
+    """The [1, 3, 3, 1] binomial low-pass of StyleGAN2's upfirdn2d, per channel, size kept.
+
+    Before a stride-2 conv it removes what that conv would alias: a strided conv samples every other
+    pixel, so a 2-pixel pattern in G's images reaches D unattenuated and D's gradient (a transposed
+    conv, i.e. parity-dependent) paints the same pattern back into G (Zhang 2019, "Making
+    convolutional networks shift-invariant again"). Edges are replicated, as bilinear resizing does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        taps = torch.tensor([1.0, 3.0, 3.0, 1.0])
+        self.register_buffer("kernel", (taps[:, None] * taps[None, :] / 64)[None, None], persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = x.shape[1]
+        x = nn.functional.pad(x, (2, 1, 2, 1), mode="replicate")
+        return nn.functional.conv2d(x, self.kernel.to(x.dtype).expand(c, 1, 4, 4), groups=c)
+
+
+def _stride_down(conv: nn.Module) -> list[nn.Module]:
+    return [conv]
+
+
+def _blur_down(conv: nn.Module) -> list[nn.Module]:
+    return [LowPass(), conv]
+
+
+# How the discriminator halves its feature maps (name -> layers around its 4x4 stride-2 conv).
+DOWNSAMPLING = {"stride": _stride_down, "blur": _blur_down}
 
 
 class Generator(nn.Module):
@@ -143,8 +179,10 @@ class Generator(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
-                 num_classes: int = 0, upsample: str = "transpose"):
+                 num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up"):
         super().__init__()
+        if rgb_layer not in RGB_LAYERS:
+            raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
         if upsample not in UPSAMPLING:
             raise ValueError(f"upsample {upsample!r}: choose from {', '.join(UPSAMPLING)}")
         up = UPSAMPLING[upsample]
@@ -159,7 +197,13 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=False), norm(widths[0]), nn.ReLU(True)]
         for c_in, c_out in itertools.pairwise(widths):
             layers += [*up(c_in, c_out), norm(c_out), nn.ReLU(True)]
-        layers += [*up(widths[-1], channels), nn.Tanh()]
+        if rgb_layer == "conv":  # every output pixel then mixes both parities of the last upsampling
+            half = max(1, widths[-1] // 2)
+            layers += [*up(widths[-1], half), norm(half), nn.ReLU(True),
+                       nn.Conv2d(half, channels, 3, 1, 1, bias=False)]
+        else:
+            layers += [*up(widths[-1], channels)]
+        layers.append(nn.Tanh())
         self.main = nn.Sequential(*layers)
         self.apply(init_weights)
 
@@ -205,8 +249,11 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, channels: int = 3, arch: str = "dcgan",
-                 num_classes: int = 0, mbstd: int = 0):
+                 num_classes: int = 0, mbstd: int = 0, downsample: str = "stride"):
         super().__init__()
+        if downsample not in DOWNSAMPLING:
+            raise ValueError(f"downsample {downsample!r}: choose from {', '.join(DOWNSAMPLING)}")
+        down = DOWNSAMPLING[downsample]
         base, _ = size_plan(resolution)
         widths = _widths(resolution, width)[::-1]
         sn = arch == "sngan"
@@ -215,9 +262,9 @@ class Discriminator(nn.Module):
             layer = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn)
             return spectral_norm(layer) if sn else layer
 
-        layers: list[nn.Module] = [conv(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [*down(conv(channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in itertools.pairwise(widths):
-            layers.append(conv(c_in, c_out, 4, 2, 1))
+            layers += down(conv(c_in, c_out, 4, 2, 1))
             if not sn:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(0.2, True))
@@ -245,14 +292,16 @@ class Discriminator(nn.Module):
 def build_generator(spec: RunSpec) -> Generator:
     """G as a run's settled settings describe it."""
     o = spec.options
-    return Generator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.upsample)
+    return Generator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.upsample,
+                     o.rgb_layer)
 
 
 def build_models(spec: RunSpec) -> tuple[Generator, Discriminator]:
     """G and D as a run's settled settings describe them; G is built first, as its init draws come first."""
     o = spec.options
     G = build_generator(spec)
-    return G, Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes, o.mbstd)
+    return G, Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes, o.mbstd,
+                            o.downsample)
 
 
 def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:

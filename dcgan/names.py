@@ -9,3 +9,5 @@ from __future__ import annotations
 LOSS_NAMES = ("bce", "lsgan", "hinge", "wgan", "ragan", "ralsgan", "rahinge")
 GRADIENT_PENALTY_NAMES = ("none", "wgan", "dragan", "r1")
 UPSAMPLING_NAMES = ("transpose", "resize", "blur")
+DOWNSAMPLING_NAMES = ("stride", "blur")
+RGB_LAYER_NAMES = ("up", "conv")

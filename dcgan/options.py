@@ -76,6 +76,10 @@ class TrainOptions:
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
+    rgb_layer: str = opt("up", "G's output layer: up (its last upsampling makes RGB, the DCGAN paper) | conv "
+                         "(a 3x3 conv at full size makes RGB from the last upsampling's features)")
+    downsample: str = opt("stride", "how D halves its maps: stride (4x4 stride-2 convs, the DCGAN paper) | "
+                          "blur (the [1,3,3,1] low-pass first: no aliasing of G's pixel patterns)")
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
                      "spread, against partial mode collapse", 0)
     loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
@@ -131,6 +135,13 @@ class TrainOptions:
               f"--device {self.device!r}: choose auto, cpu or cuda")
         check(self.precision in ("auto", "bf16", "fp32"), f"--precision {self.precision!r}: auto, bf16, fp32")
         self.check_ranges()
+        from .models import DOWNSAMPLING, RGB_LAYERS
+
+        check(self.rgb_layer in RGB_LAYERS,
+              f"--rgb-layer {self.rgb_layer!r}: choose {' or '.join(RGB_LAYERS)}")
+
+        check(self.downsample in DOWNSAMPLING,
+              f"--downsample {self.downsample!r}: choose {' or '.join(DOWNSAMPLING)}")
         check(self.mbstd != 1, "--mbstd 1: must be 0 (off) or a group size of at least 2")
         from .diffaug import parse_policy
 

@@ -103,12 +103,20 @@ def test_swapped_positional_arguments_say_which_argument_goes_where() -> None:
 
 def test_choice_names_match_the_registries() -> None:
     from dcgan.losses import GRADIENT_PENALTIES, LOSSES
-    from dcgan.models import UPSAMPLING
-    from dcgan.names import GRADIENT_PENALTY_NAMES, LOSS_NAMES, UPSAMPLING_NAMES
+    from dcgan.models import DOWNSAMPLING, RGB_LAYERS, UPSAMPLING
+    from dcgan.names import (
+        DOWNSAMPLING_NAMES,
+        GRADIENT_PENALTY_NAMES,
+        LOSS_NAMES,
+        RGB_LAYER_NAMES,
+        UPSAMPLING_NAMES,
+    )
 
     assert list(LOSS_NAMES) == list(LOSSES)
     assert list(GRADIENT_PENALTY_NAMES) == list(GRADIENT_PENALTIES)
     assert list(UPSAMPLING_NAMES) == list(UPSAMPLING)
+    assert list(DOWNSAMPLING_NAMES) == list(DOWNSAMPLING)
+    assert list(RGB_LAYER_NAMES) == list(RGB_LAYERS)
 
 
 @pytest.mark.parametrize("script", ["isic_dataset.py", "gancontrol.py", "img2dist.py"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from dcgan.errors import UserError
 from dcgan.models import Discriminator, Generator, MinibatchStd, NearestUpConv2d, size_plan
@@ -183,3 +184,36 @@ def test_blur_upsampling_is_zero_insertion_and_the_stylegan2_low_pass() -> None:
     assert G(torch.randn(2, 16)).shape == (2, 3, 64, 64)
     assert sum(p.numel() for p in G.parameters()) == sum(
         p.numel() for p in Generator(64, 16, 8, 3, upsample="resize").parameters())
+
+
+def test_blur_downsampling_low_passes_before_each_strided_conv() -> None:
+    # `--downsample blur`: a 2-pixel checkerboard, which a stride-2 conv aliases onto a flat map,
+    # is removed by the [1,3,3,1] low-pass (its response at Nyquist is 0) while a flat image passes.
+    from dcgan.models import LowPass
+
+    board = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 2.0 - 1.0
+    out = LowPass()(board.expand(1, 3, 16, 16))
+    assert out.shape == (1, 3, 16, 16)
+    assert out[..., 2:-2, 2:-2].abs().max() < 1e-6
+    assert torch.allclose(LowPass()(torch.full((1, 2, 8, 8), 0.7)), torch.full((1, 2, 8, 8), 0.7))
+    D = Discriminator(32, width=8, downsample="blur")
+    assert sum(isinstance(m, LowPass) for m in D.main) == 3  # before each of the three stride-2 convs
+    assert D(torch.randn(4, 3, 32, 32)).shape == (4,)
+    plain = Discriminator(32, width=8)
+    assert plain.state_dict().keys() != D.state_dict().keys()  # indices shift; parameters are the same
+    assert [p.shape for p in plain.parameters()] == [p.shape for p in D.parameters()]
+    with pytest.raises(ValueError, match="downsample 'max'"):
+        Discriminator(32, downsample="max")
+
+
+def test_rgb_conv_output_layer_mixes_both_parities_at_full_size() -> None:
+    # `--rgb-layer conv`: the last upsampling keeps half its channels and a 3x3 conv at full size
+    # makes RGB; `up` (the default) is the DCGAN paper's layout, whose checkpoints stay as they were.
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv")
+    assert G(torch.randn(2, 16)).shape == (2, 3, 32, 32)
+    last = [m for m in G.main if isinstance(m, nn.Conv2d)][-1]
+    assert (last.in_channels, last.out_channels, last.kernel_size, last.stride) == (4, 3, (3, 3), (1, 1))
+    up = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="up")
+    assert Generator(32, 16, 8, 3, upsample="resize").state_dict().keys() == up.state_dict().keys()
+    with pytest.raises(ValueError, match="rgb_layer 'tanh'"):
+        Generator(32, rgb_layer="tanh")
