@@ -76,8 +76,8 @@ VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2",
 
 
 # The 2018 recipe (DCGAN D with BatchNorm, bce, no EMA; here also D's low-pass and G's RGB conv),
-# and a WGAN-GP / DRAGAN-style run too: every
-# path whose state (BatchNorm buffers, penalty noise, optimiser moments) must survive a resume.
+# and a WGAN-GP / DRAGAN-style run too: every path whose state (BatchNorm buffers, penalty noise,
+# optimiser moments) must survive a resume.
 CLASSIC = ["--preset", "classic", "--label-smoothing", "0.9", "--downsample", "blur", "--rgb-layer", "conv"]
 WGAN_GP = ["--preset", "classic", "--loss", "wgan", "--gp", "wgan", "--lr-d", "1e-4"]
 DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90,translation-reflect"]
