@@ -11,7 +11,7 @@ from this package. Imports point down only: nothing imports a module listed afte
   names.py      registry names for `--help` without importing torch  [nothing]
   resources.py  the machine's usable cores and the memory block size, defined once  [nothing]
   files.py      atomic writes and copies, folder locks, disk-full messages  [errors]
-  cli.py        plumbing shared by the three click CLIs: one-line errors  [errors]
+  cli.py        plumbing shared by the three click CLIs: one-line errors  [errors, files]
   images.py     finding, decoding, converting and saving images; the one folder reader  [errors, files]
   losses.py     registries of GAN losses and gradient penalties  [nothing]
   diffaug.py    registry of DiffAugment policies  [errors]

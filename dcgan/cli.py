@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import UserError, missing_dependency
+from .files import is_disk_full
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,7 +51,7 @@ def user_errors(func: F) -> F:
                 raise
             raise click.ClickException(hint) from None
         except OSError as err:
-            if err.errno == 28:  # ENOSPC
+            if is_disk_full(err):
                 raise click.ClickException(f"disk full while writing {err.filename or ''}".strip()) from None
             raise
         finally:

@@ -39,6 +39,11 @@ class DiskFullError(UserError, OSError):
     callers that tolerate a failed write (a cache) go on tolerating it."""
 
 
+def is_disk_full(err: OSError) -> bool:
+    """ENOSPC, or a quota's EDQUOT: the two ways a write finds no room."""
+    return err.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 @contextlib.contextmanager
 def disk_full_names(path: str | os.PathLike[str]) -> Iterator[None]:
     """Turn ENOSPC (or a quota's EDQUOT) in the block into a `DiskFullError` naming `path`."""
@@ -47,7 +52,7 @@ def disk_full_names(path: str | os.PathLike[str]) -> Iterator[None]:
     except DiskFullError:
         raise
     except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if not is_disk_full(err):
             raise
         full = DiskFullError(f"disk full while writing {path}; nothing was half-written")
         full.errno = err.errno

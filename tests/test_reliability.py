@@ -332,6 +332,24 @@ def test_disk_full_during_a_download(small_disk: Path) -> None:
 # Outputs others can read: the mode a plain open() gives under the user's umask
 
 
+def test_a_full_quota_reads_as_a_full_disk_everywhere(tmp_path: Path) -> None:
+    # EDQUOT (a user's quota, common on clusters) is the same situation as ENOSPC: every place
+    # that names a full disk says so for both, and lets other errors through.
+    import errno
+
+    from dcgan.data.isic import _disk_error
+    from dcgan.files import DiskFullError, disk_full_names
+
+    for code in (errno.ENOSPC, errno.EDQUOT):
+        with pytest.raises(DiskFullError, match=r"disk full while writing x\.png"), disk_full_names("x.png"):
+            raise OSError(code, os.strerror(code))
+        message = str(_disk_error(OSError(code, os.strerror(code)), tmp_path))
+        assert message == f"disk full while writing into {tmp_path}"
+    with pytest.raises(PermissionError), disk_full_names("x.png"):
+        raise PermissionError(errno.EACCES, "denied")
+    assert "disk full" not in str(_disk_error(OSError(errno.EACCES, "denied"), tmp_path))
+
+
 def test_outputs_get_the_mode_of_a_plain_open(tmp_path: Path, data: Path) -> None:
     """Every file of a run folder, a transformed folder and a turing site: 0666 & ~umask (here 002,
     so a group-shared folder works: neither mkstemp's 0600 nor a fixed 0644 would pass)."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import errno
 import hashlib
 import itertools
 import logging
@@ -46,7 +45,7 @@ from urllib3.util.retry import Retry
 
 from dcgan import __version__
 from dcgan.errors import UserError
-from dcgan.files import atomic_path, folder_lock, remove_partials, write_text
+from dcgan.files import atomic_path, folder_lock, is_disk_full, remove_partials, write_text
 
 from .isic_ledger import Entry, Ledger, check_image, file_digest
 
@@ -587,7 +586,7 @@ def _check_output_path(output_path: str | Path) -> Path:
 
 
 def _disk_error(err: OSError, out: Path) -> UserError:
-    if err.errno == errno.ENOSPC:
+    if is_disk_full(err):
         return UserError(f"disk full while writing into {out}")
     return UserError(f"cannot write into {out}: {err.strerror or err}")
 
