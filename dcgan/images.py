@@ -283,6 +283,7 @@ def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike[str], **sa
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **save_kwargs)
 
+
 # Generator output (floats in [-1, 1]) as pictures: the sample grids, `generate` and the evaluations.
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Generator output in [-1, 1] (N, C, H, W) -> uint8 (N, C, H, W)."""
