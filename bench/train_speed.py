@@ -13,6 +13,8 @@ the CPU seconds each process used (user + sys, its workers included) as a conten
 second view; and the load average. Then the fp32 rates of a 2048x2048 matmul (torch.matmul, i.e.
 the BLAS) and of the same GEMM through oneDNN (a 1x1 convolution, what the training convs use),
 the FLOPs of one training step (torch.utils.flop_counter) and the rate our steady state reaches.
+For each preset it also prints what a 1.5x ratio leaves room for: the example's wall time / 1.5
+against our steps alone at the steady rate plus the torch and torch._dynamo imports.
 `--profile` prints the per-op breakdown (torch.profiler) of one training step per preset instead.
 """
 
@@ -163,6 +165,15 @@ def image_folder(data: Path, tmp: str) -> Path:
     return root
 
 
+def import_seconds(rounds: int = 3) -> float:
+    """Wall seconds a fresh process takes to import torch and torch._dynamo (which torch.optim
+    imports on first use): the fixed cost every PyTorch training process pays, ours and the
+    example's alike. Median of `rounds`."""
+    code = "import time; t = time.perf_counter(); import torch, torch._dynamo; print(time.perf_counter() - t)"
+    return statistics.median(float(subprocess.run([sys.executable, "-c", code], check=True, text=True,
+                                                  capture_output=True).stdout) for _ in range(rounds))
+
+
 def loadavg() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -221,6 +232,7 @@ def main() -> None:
                     results.setdefault((who, batch), []).append(res)
                     line.append(f"{who} {res['images']} images {res['wall']:.1f} s ({res['cpu']:.0f} CPU s)")
                 print("  ".join(line) + f"  [load {loadavg()}]", flush=True)
+    imports = import_seconds()
     print(f"\nours: {results[(presets[0], batches[0])][0]['compute']}")
     print(f"end to end, 64x64, whole processes, medians of {args.rounds} alternating rounds "
           f"(example: {args.epochs} epochs of {n} images):")
@@ -239,6 +251,13 @@ def main() -> None:
                   f"{', '.join(f'{x:.2f}' for x in ratios)}); CPU seconds per image, example / ours: "
                   f"{cpu_ratio:.2f}",
                   flush=True)
+            # What 1.5x leaves room for: the steps alone at the steady rate, plus the imports.
+            budget = statistics.median(e["wall"] for e in ex) / 1.5
+            steps_alone = statistics.median(o["images"] for o, _ in pairs) / med["steady"]
+            floor = steps_alone + imports
+            print(f"      1.5x needs <= {budget:.1f} s; steps alone {steps_alone:.1f} s + imports "
+                  f"{imports:.1f} s = {floor:.1f} s, leaving {budget - floor:+.1f} s for data, models, "
+                  "grids, checkpoints and exit", flush=True)
 
     blas, onednn = matmul_rate(torch.float32), onednn_gemm_rate()
     print(f"\n2048^3 fp32 GEMM: torch.matmul (BLAS) {blas / 1e9:.0f} GFLOP/s, oneDNN {onednn / 1e9:.0f} "
