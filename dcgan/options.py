@@ -82,6 +82,8 @@ class TrainOptions:
                           "blur (the [1,3,3,1] low-pass first: no aliasing of G's pixel patterns)")
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
                      "spread, against partial mode collapse", 0)
+    noise: bool = opt(False, "per-pixel noise inputs in G after each BatchNorm (StyleGAN's), a random "
+                      "source for fine texture; the noise maps are part of each seed's latent")
     loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
     gp: str = opt("none", "gradient penalty: none | wgan | dragan | r1")
     gp_weight: float = opt(10.0, "weight of the gradient penalty", 0)
