@@ -170,8 +170,8 @@ DOWNSAMPLING = {"stride": _stride_down, "blur": _blur_down}
 class NoiseInput(nn.Module):
     """Adds a per-pixel noise map, scaled by a learned per-channel strength (StyleGAN's noise inputs).
 
-    Fine, random detail (skin texture, hair, pores) then has a random source, instead of G having to
-    draw it deterministically from z through its upsampling convs, which paints it as a periodic
+    Random detail (skin texture, pigment network, hair) then has a random source, instead of G having
+    to draw it deterministically from z through its upsampling convs, which paints it as a periodic
     pattern. The strength starts at 0, so at initialisation G is the network without noise. The map
     is part of G's latent (see `Generator.latent_dim`), so a seed still fixes the image.
     """
@@ -213,9 +213,11 @@ class Generator(nn.Module):
         self.noise_sizes: list[int] = []  # the side of each NoiseInput's map, in layer order
 
         def norm(c: int, size: int) -> list[nn.Module]:
-            """BatchNorm (+ noise, when on) + ReLU for c channels of size x size."""
+            """BatchNorm (+ noise on maps up to a quarter of the image's size, when on) + ReLU."""
             layers = [ConditionalBatchNorm2d(c, num_classes) if num_classes else nn.BatchNorm2d(c)]
-            if noise:
+            # Noise on the finer maps came out as hatching at 2,000 steps (docs/quality.md): the last
+            # upsampling turned pixel noise into a pattern. Coarse maps only: texture, not grain.
+            if noise and size <= resolution // 4:
                 layers.append(NoiseInput(c, size))
                 self.noise_sizes.append(size)
             return [*layers, nn.ReLU(True)]

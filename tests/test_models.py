@@ -220,11 +220,13 @@ def test_rgb_conv_output_layer_mixes_both_parities_at_full_size() -> None:
 
 
 def test_noise_inputs_start_silent_and_reach_every_normalised_map() -> None:
-    # One noise map per BatchNorm (4, 8, 16 px at 32 px; also 32 px with the RGB conv), carried in the
+    # One noise map per BatchNorm on maps up to a quarter of the image (4 and 8 px at 32 px, not the
+    # 16 px map before the last upsampling, nor the full-size one of the RGB conv), carried in the
     # latent after z; the per-channel strengths start at 0, so at init the maps change nothing.
-    G = Generator(32, 16, 8, 3, upsample="resize", noise=True)
+    G = Generator(64, 16, 8, 3, upsample="resize", noise=True)
     assert G.noise_sizes == [4, 8, 16] and G.latent_dim == 16 + 16 + 64 + 256
-    assert Generator(32, 16, 8, 3, rgb_layer="conv", noise=True).noise_sizes == [4, 8, 16, 32]
+    assert Generator(32, 16, 8, 3, rgb_layer="conv", noise=True).noise_sizes == [4, 8]
+    assert Generator(160, 16, 8, 3, noise=True).noise_sizes == [5, 10, 20, 40]
     G.eval()
     z = torch.randn(2, G.latent_dim)
     other = torch.cat([z[:, :16], torch.randn(2, G.latent_dim - 16)], dim=1)
