@@ -32,6 +32,14 @@ def load_generator(model: str | Path, use_ema: bool = True,
     return G.to(device).eval(), spec, ckpt
 
 
+def truncated_latents(G: Generator, seeds: list[int], truncation: float) -> torch.Tensor:
+    """The latents of `seeds` with z pulled towards its mean (0) by `truncation`, trading variety for
+    typicality; noise maps (with --noise) are left as they are, as StyleGAN's truncation does."""
+    z = latents_for_seeds(seeds, G.latent_dim)
+    z[:, :G.z_dim] *= truncation
+    return z
+
+
 def class_index(spec: RunSpec, name: str | None) -> int | None:
     """The label of class `name` in a conditional model (None for an unconditional one)."""
     classes = spec.class_names
@@ -86,8 +94,7 @@ def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int
         for cls, job_seeds in jobs:
             for i in range(0, n, batch_size):
                 chunk = job_seeds[i:i + batch_size]
-                # Truncation pulls each latent towards the mean (0), trading variety for typicality.
-                z = latents_for_seeds(chunk, spec.options.z_dim) * truncation
+                z = truncated_latents(G, chunk, truncation)
                 y = None if cls is None else torch.full((len(chunk),), cls, dtype=torch.int64, device=dev)
                 x = G(z.to(dev), y).float().cpu()
                 bar.update(1)
@@ -132,7 +139,7 @@ def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: st
     dev = resolve_device(device)
     G, spec, _ = load_generator(model, use_ema, str(dev))
     label = class_index(spec, class_name)
-    z = latents_for_seeds(seeds, spec.options.z_dim) * truncation
+    z = truncated_latents(G, seeds, truncation)
     t = torch.arange(frames) / frames
     path_z = torch.cat([slerp(z[i], z[(i + 1) % len(seeds)], t) for i in range(len(seeds))])
     y = None if label is None else torch.full((len(path_z),), label, dtype=torch.int64, device=dev)

@@ -167,6 +167,25 @@ def _blur_down(conv: nn.Module) -> list[nn.Module]:
 DOWNSAMPLING = {"stride": _stride_down, "blur": _blur_down}
 
 
+class NoiseInput(nn.Module):
+    """Adds a per-pixel noise map, scaled by a learned per-channel strength (StyleGAN's noise inputs).
+
+    Random detail (skin texture, pigment network, hair) then has a random source, instead of G having
+    to draw it deterministically from z through its upsampling convs, which paints it as a periodic
+    pattern. The strength starts at 0, so at initialisation G is the network without noise. The map
+    is part of G's latent (see `Generator.latent_dim`), so a seed still fixes the image.
+    """
+
+    def __init__(self, channels: int, size: int):
+        super().__init__()
+        self.size = size
+        self.strength = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        noise = noise.reshape(-1, 1, self.size, self.size).to(x.dtype)
+        return torch.addcmul(x, self.strength.view(1, -1, 1, 1).to(x.dtype), noise)
+
+
 class Generator(nn.Module):
     """z (N, z_dim) [, class y (N,)] -> image (N, C, R, R) in [-1, 1].
 
@@ -179,7 +198,8 @@ class Generator(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
-                 num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up"):
+                 num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up",
+                 noise: bool = False):
         super().__init__()
         if rgb_layer not in RGB_LAYERS:
             raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
@@ -190,16 +210,27 @@ class Generator(nn.Module):
         widths = _widths(resolution, width)
         self.z_dim, self.num_classes = z_dim, num_classes
 
-        def norm(c: int) -> nn.Module:
-            return ConditionalBatchNorm2d(c, num_classes) if num_classes else nn.BatchNorm2d(c)
+        self.noise_sizes: list[int] = []  # the side of each NoiseInput's map, in layer order
 
-        layers: list[nn.Module] = [
-            nn.ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=False), norm(widths[0]), nn.ReLU(True)]
+        def norm(c: int, size: int) -> list[nn.Module]:
+            """BatchNorm (+ noise on maps up to a quarter of the image's size, when on) + ReLU."""
+            layers = [ConditionalBatchNorm2d(c, num_classes) if num_classes else nn.BatchNorm2d(c)]
+            # Noise on the finer maps came out as hatching at 2,000 steps (docs/quality.md): the last
+            # upsampling turned pixel noise into a pattern. Coarse maps only: texture, not grain.
+            if noise and size <= resolution // 4:
+                layers.append(NoiseInput(c, size))
+                self.noise_sizes.append(size)
+            return [*layers, nn.ReLU(True)]
+
+        size = base
+        layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=False),
+                                   *norm(widths[0], size)]
         for c_in, c_out in itertools.pairwise(widths):
-            layers += [*up(c_in, c_out), norm(c_out), nn.ReLU(True)]
+            size *= 2
+            layers += [*up(c_in, c_out), *norm(c_out, size)]
         if rgb_layer == "conv":  # every output pixel then mixes both parities of the last upsampling
             half = max(1, widths[-1] // 2)
-            layers += [*up(widths[-1], half), norm(half), nn.ReLU(True),
+            layers += [*up(widths[-1], half), *norm(half, size * 2),
                        nn.Conv2d(half, channels, 3, 1, 1, bias=False)]
         else:
             layers += [*up(widths[-1], channels)]
@@ -207,14 +238,27 @@ class Generator(nn.Module):
         self.main = nn.Sequential(*layers)
         self.apply(init_weights)
 
+    @property
+    def latent_dim(self) -> int:
+        """Numbers per image in G's input: z, then (with noise inputs) every noise map, flattened."""
+        return self.z_dim + sum(s * s for s in self.noise_sizes)
+
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        x = z.view(z.shape[0], self.z_dim, 1, 1)
-        if not self.num_classes:
+        if z.shape[1] != self.latent_dim:
+            raise ValueError(f"G takes latents of {self.latent_dim} numbers, got {z.shape[1]}")
+        x = z[:, :self.z_dim].reshape(z.shape[0], self.z_dim, 1, 1)
+        if not self.num_classes and not self.noise_sizes:
             return self.main(x)
-        if y is None:
+        if self.num_classes and y is None:
             raise ValueError("a class-conditional generator needs class labels")
+        maps = iter(z[:, self.z_dim:].split([s * s for s in self.noise_sizes], dim=1))
         for layer in self.main:
-            x = layer(x, y) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+            if isinstance(layer, ConditionalBatchNorm2d):
+                x = layer(x, y)
+            elif isinstance(layer, NoiseInput):
+                x = layer(x, next(maps))
+            else:
+                x = layer(x)
         return x
 
 
@@ -293,7 +337,7 @@ def build_generator(spec: RunSpec) -> Generator:
     """G as a run's settled settings describe it."""
     o = spec.options
     return Generator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.upsample,
-                     o.rgb_layer)
+                     o.rgb_layer, o.noise)
 
 
 def build_models(spec: RunSpec) -> tuple[Generator, Discriminator]:

@@ -82,6 +82,9 @@ class TrainOptions:
                           "blur (the [1,3,3,1] low-pass first: no aliasing of G's pixel patterns)")
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
                      "spread, against partial mode collapse", 0)
+    noise: bool = opt(False, "per-pixel noise inputs in G after its BatchNorms on maps up to a quarter of "
+                      "the image size (StyleGAN's, coarse maps only): a random source for texture; the "
+                      "noise maps are part of each seed's latent")
     loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
     gp: str = opt("none", "gradient penalty: none | wgan | dragan | r1")
     gp_weight: float = opt(10.0, "weight of the gradient penalty", 0)
@@ -266,10 +269,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "classic": {"arch": "dcgan", "loss": "bce", "ema": 0.0, "diffaug": "none", "lr_g": 2e-4, "lr_d": 2e-4,
                 "gp": "none", "upsample": "transpose"},
     # For a few hundred to a few thousand images (`auto` below 5,000): classic + DiffAugment translation
-    # (D cannot memorise the few reals), resize-conv (translation alone left a checkerboard), a faster G
-    # and a short EMA (smoother samples; a long one averages away the rarer looks, losing recall).
+    # (D cannot memorise the few reals), resize-conv (translation alone left a checkerboard), a faster G,
+    # a short EMA (smoother samples; a long one averages away the rarer looks, losing recall) and noise
+    # inputs on G's coarse maps (less of the periodic grain a classifier told the fakes by).
     "small-data": {"arch": "dcgan", "loss": "bce", "ema": 0.95, "diffaug": "translation", "lr_g": 4e-4,
-                   "lr_d": 2e-4, "gp": "none", "upsample": "resize"},
+                   "lr_d": 2e-4, "gp": "none", "upsample": "resize", "noise": True},
     # The literature's recipe for small sets at long budgets (SNGAN discriminator, hinge loss,
     # DiffAugment, EMA; Zhao et al. 2020); not better at the CPU budget of docs/quality.md.
     "sngan-diffaug": {"arch": "sngan", "loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from dcgan.errors import UserError
-from dcgan.models import Discriminator, Generator, MinibatchStd, NearestUpConv2d, size_plan
+from dcgan.models import Discriminator, Generator, MinibatchStd, NearestUpConv2d, NoiseInput, size_plan
 
 
 @pytest.mark.parametrize("resolution", [32, 40, 64, 128, 160, 256, 512])
@@ -217,3 +217,28 @@ def test_rgb_conv_output_layer_mixes_both_parities_at_full_size() -> None:
     assert Generator(32, 16, 8, 3, upsample="resize").state_dict().keys() == up.state_dict().keys()
     with pytest.raises(ValueError, match="rgb_layer 'tanh'"):
         Generator(32, rgb_layer="tanh")
+
+
+def test_noise_inputs_start_silent_and_reach_every_normalised_map() -> None:
+    # One noise map per BatchNorm on maps up to a quarter of the image (4 and 8 px at 32 px, not the
+    # 16 px map before the last upsampling, nor the full-size one of the RGB conv), carried in the
+    # latent after z; the per-channel strengths start at 0, so at init the maps change nothing.
+    G = Generator(64, 16, 8, 3, upsample="resize", noise=True)
+    assert G.noise_sizes == [4, 8, 16] and G.latent_dim == 16 + 16 + 64 + 256
+    assert Generator(32, 16, 8, 3, rgb_layer="conv", noise=True).noise_sizes == [4, 8]
+    assert Generator(160, 16, 8, 3, noise=True).noise_sizes == [5, 10, 20, 40]
+    G.eval()
+    z = torch.randn(2, G.latent_dim)
+    other = torch.cat([z[:, :16], torch.randn(2, G.latent_dim - 16)], dim=1)
+    assert torch.equal(G(z), G(other))
+    strengths = [m.strength for m in G.modules() if isinstance(m, NoiseInput)]
+    assert len(strengths) == 3 and all(torch.equal(s, torch.zeros_like(s)) for s in strengths)
+    G(z).sum().backward()
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in strengths)
+    with torch.no_grad():
+        strengths[-1].fill_(1.0)
+    assert not torch.equal(G(z), G(other))
+    with pytest.raises(ValueError, match="latents of 352 numbers, got 16"):
+        G(torch.randn(2, 16))
+    conditional = Generator(32, 16, 8, 3, num_classes=2, noise=True).eval()
+    assert conditional(torch.randn(2, conditional.latent_dim), torch.tensor([0, 1])).shape == (2, 3, 32, 32)

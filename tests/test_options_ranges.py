@@ -24,7 +24,8 @@ BAD = {
 }
 # Values click lets through (its ranges compare, and NaN compares false): TrainOptions refuses them.
 PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf"}
-FLAGS_WITHOUT_VALUE = {"grayscale", "keep_checkpoints", "channels_last", "conditional", "sync_bn", "compile"}
+FLAGS_WITHOUT_VALUE = {"grayscale", "keep_checkpoints", "channels_last", "conditional", "sync_bn", "compile",
+                       "noise"}
 
 
 def _args(name: str, value: str, out: Path) -> list[str]:

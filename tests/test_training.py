@@ -16,6 +16,8 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from dcgan.generate import load_generator, truncated_latents
+from dcgan.models import latents_for_seeds
 from dcgan.training.checkpoint import load_checkpoint
 from gancontrol import cli
 from tests.conftest import REPO, TRAINING_DATA, make_image
@@ -72,7 +74,7 @@ def _state(ckpt: dict) -> dict[str, torch.Tensor]:
 
 
 VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2", "--upsample", "resize",
-           "--mbstd", "4"]
+           "--mbstd", "4", "--noise"]
 
 
 # The 2018 recipe (DCGAN D with BatchNorm, bce, no EMA; here also D's low-pass and G's RGB conv),
@@ -84,7 +86,7 @@ DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90,tr
 
 
 @pytest.mark.parametrize("extra", [[], VARIANT, CLASSIC, WGAN_GP, DRAGAN],
-                         ids=["sngan-diffaug", "ragan-sngan-r1-resize-mbstd", "classic", "wgan-gp",
+                         ids=["sngan-diffaug", "ragan-sngan-r1-resize-mbstd-noise", "classic", "wgan-gp",
                               "dragan-diffaug"])
 def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 6, *extra)
@@ -130,6 +132,23 @@ def test_generate_is_reproducible_across_counts_and_batches(tmp_path: Path) -> N
     (tmp_path / "hidden").mkdir()
     (tmp_path / "hidden" / ".DS_Store").write_bytes(b"")  # hidden files do not make a folder "used"
     run("generate", out, 1, tmp_path / "hidden", "--quiet")
+
+
+def test_noise_inputs_are_part_of_each_seeds_latent(tmp_path: Path) -> None:
+    # With --noise the noise maps come from the seed's own stream, after z: the same seed gives the
+    # same image whatever the batch, and --truncation scales z only (the maps stay unit noise).
+    out = train_tiny(tmp_path / "run", 2, "--noise", "--upsample", "resize")
+    G, _, _ = load_generator(out)
+    assert G.latent_dim == 16 + 4 * 4 + 8 * 8 and G.noise_sizes == [4, 8]
+    assert any(p.abs().sum() > 0 for n, p in G.named_parameters() if n.endswith("strength"))  # it learned
+    run("generate", out, 3, tmp_path / "g1", "--seed", 4, "--batch-size", 1, "--quiet")
+    run("generate", out, 2, tmp_path / "g2", "--seed", 5, "--batch-size", 64, "--quiet")
+    for s in (5, 6):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "g1" / f"seed{s:06d}.png")),
+                              np.asarray(Image.open(tmp_path / "g2" / f"seed{s:06d}.png")))
+    z = truncated_latents(G, [3], 0.5)
+    full = latents_for_seeds([3], G.latent_dim)
+    assert torch.equal(z[:, :16], full[:, :16] * 0.5) and torch.equal(z[:, 16:], full[:, 16:])
 
 
 def test_runs_saved_before_upsample_existed_still_resume_and_generate(tmp_path: Path) -> None:
@@ -217,13 +236,13 @@ def test_ema_generator_has_batchnorm_statistics_of_its_own_weights(tmp_path: Pat
     from dcgan.generate import load_generator
 
     run_dir = train_tiny(tmp_path / "run", 6)
-    G_ema, spec, ckpt = load_generator(run_dir)
+    G_ema, _, ckpt = load_generator(run_dir)
     norms = {name: m for name, m in G_ema.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
     seen: dict[str, torch.Tensor] = {}
     hooks = [m.register_forward_hook(lambda m, inp, out, name=name: seen.__setitem__(name, inp[0]))
              for name, m in norms.items()]
     with torch.no_grad():
-        G_ema(torch.randn(2048, spec.options.z_dim, generator=torch.Generator().manual_seed(5)))
+        G_ema(torch.randn(2048, G_ema.latent_dim, generator=torch.Generator().manual_seed(5)))
     for h in hooks:
         h.remove()
     for name, m in norms.items():

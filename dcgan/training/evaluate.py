@@ -39,7 +39,7 @@ class Evaluator:
         self.real_power = mean_power(self.real)
         self.c2st = C2STOptions(folds=3, epochs=8, seed=options.seed, reference=False, surest=0)
         self.labels = data.labels[idx] if trainer.num_classes else None
-        self.z = latents_for_seeds(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n), options.z_dim)
+        self.z = latents_for_seeds(range(EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + n), trainer.G.latent_dim)
         self.best_swd = float("inf")
 
     def __call__(self, trainer: Trainer) -> dict[str, Any]:

@@ -245,7 +245,7 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
 def grid_inputs(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The fixed latents of the sample grids: seeds 0..grid_size-1, classes cycling row by row."""
     n = trainer.options.grid_size
-    z = latents_for_seeds(range(n), trainer.options.z_dim)
+    z = latents_for_seeds(range(n), trainer.G.latent_dim)
     if not trainer.num_classes:
         return z, None
     row = max(1, math.ceil(math.sqrt(n)))

@@ -131,7 +131,7 @@ class Trainer:
 
     def latents(self) -> torch.Tensor:
         """This rank's slice of the global batch's latents (all ranks draw the same global ones)."""
-        z = torch.randn(self.options.batch_size, self.options.z_dim, generator=self.latent_gen)
+        z = torch.randn(self.options.batch_size, self.G.latent_dim, generator=self.latent_gen)
         return z[self.dist.local_slice(self.options.batch_size)].to(self.device)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -230,7 +230,7 @@ class Trainer:
         self.G_ema.train()
         try:
             for _ in range(CALIBRATION_IMAGES // CALIBRATION_BATCH):
-                z = torch.randn(CALIBRATION_BATCH, self.options.z_dim, generator=gen).to(self.device)
+                z = torch.randn(CALIBRATION_BATCH, self.G.latent_dim, generator=gen).to(self.device)
                 y = (torch.randint(0, self.num_classes, (CALIBRATION_BATCH,), generator=gen).to(self.device)
                      if self.num_classes else None)
                 self.G_ema(z, y)
