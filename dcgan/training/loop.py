@@ -228,9 +228,10 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
                  dist.world)
     else:
         log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d; preset %s: %s loss, %s D, "
-                 "DiffAugment %s, EMA %s", len(data), data.resolution, data.resolution,
+                 "DiffAugment %s, EMA %s, noise inputs %s", len(data), data.resolution, data.resolution,
                  options.training_images, options.steps, options.batch_size, trainer.device, dist.world,
-                 options.preset, options.loss, options.arch, options.diffaug, options.ema)
+                 options.preset, options.loss, options.arch, options.diffaug, options.ema,
+                 "on" if options.noise else "off")
     log.info("compute: %s", trainer.describe_compute())
     ddp.seed_rank(options.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
     if dist.is_main:
