@@ -269,11 +269,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "classic": {"arch": "dcgan", "loss": "bce", "ema": 0.0, "diffaug": "none", "lr_g": 2e-4, "lr_d": 2e-4,
                 "gp": "none", "upsample": "transpose"},
     # For a few hundred to a few thousand images (`auto` below 5,000): classic + DiffAugment translation
-    # (D cannot memorise the few reals), resize-conv (translation alone left a checkerboard), a faster G,
-    # a short EMA (smoother samples; a long one averages away the rarer looks, losing recall) and noise
-    # inputs on G's coarse maps (less of the periodic grain a classifier told the fakes by).
+    # (D cannot memorise the few reals), resize-conv (translation alone left a checkerboard), a faster G
+    # and a short EMA (smoother samples; a long one averages away the rarer looks, losing recall).
     "small-data": {"arch": "dcgan", "loss": "bce", "ema": 0.95, "diffaug": "translation", "lr_g": 4e-4,
-                   "lr_d": 2e-4, "gp": "none", "upsample": "resize", "noise": True},
+                   "lr_d": 2e-4, "gp": "none", "upsample": "resize"},
     # The literature's recipe for small sets at long budgets (SNGAN discriminator, hinge loss,
     # DiffAugment, EMA; Zhao et al. 2020); not better at the CPU budget of docs/quality.md.
     "sngan-diffaug": {"arch": "sngan", "loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,

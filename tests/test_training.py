@@ -139,12 +139,9 @@ def test_noise_inputs_are_part_of_each_seeds_latent(tmp_path: Path) -> None:
     # same image whatever the batch, and --truncation scales z only (the maps stay unit noise).
     out = train_tiny(tmp_path / "run", 2, "--noise", "--upsample", "resize")
     assert "noise inputs on" in (out / "log.txt").read_text()
-    small = train_tiny(tmp_path / "small", 1, "--preset", "small-data")  # the preset turns it on
-    assert "EMA 0.95, noise inputs on" in (small / "log.txt").read_text()
-    assert load_generator(small)[0].latent_dim == 16 + 4 * 4 + 8 * 8
-    off = train_tiny(tmp_path / "off", 1, "--preset", "small-data", "--no-noise")
-    assert "noise inputs off" in (off / "log.txt").read_text()
-    assert load_generator(off)[0].latent_dim == 16  # the previous recipe: z alone
+    small = train_tiny(tmp_path / "small", 1, "--preset", "small-data")  # opt-in: no preset has it
+    assert "EMA 0.95, noise inputs off" in (small / "log.txt").read_text()
+    assert load_generator(small)[0].latent_dim == 16  # z alone
     G, _, _ = load_generator(out)
     assert G.latent_dim == 16 + 4 * 4 + 8 * 8 and G.noise_sizes == [4, 8]
     assert any(p.abs().sum() > 0 for n, p in G.named_parameters() if n.endswith("strength"))  # it learned
