@@ -15,7 +15,7 @@ from this package. Imports point down only: nothing imports a module listed afte
   images.py     finding, decoding, converting and saving images; the one folder reader  [errors, files]
   losses.py     registries of GAN losses and gradient penalties  [nothing]
   diffaug.py    registry of DiffAugment policies  [errors]
-  models.py     Generator / Discriminator for any base*2^k size, SN, conditional BN  [errors]
+  models.py     Generator / Discriminator for any base*2^k size, SN, conditional BN  [errors, names]
   options.py    TrainOptions (what the user asked): defaults, presets, YAML, validation
                 [errors, files, losses, diffaug, models]
   spec.py       RunSpec: a run's settings, settled once the images are known  [errors, files, options]

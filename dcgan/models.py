@@ -23,6 +23,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .errors import UserError
+from .names import RGB_LAYER_NAMES
 
 if TYPE_CHECKING:
     from .spec import RunSpec
@@ -128,8 +129,9 @@ def _blur_up(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 # G's output layer: "up" = the last upsampling makes the RGB image (the DCGAN paper); "conv" = it
-# keeps half the channels and a 3x3 conv at full size makes RGB.
-RGB_LAYERS = ("up", "conv")
+# keeps half the channels and a 3x3 conv at full size makes RGB. Names only (no functions), so the
+# one list is the one `--help` shows.
+RGB_LAYERS = RGB_LAYER_NAMES
 
 # How the generator doubles its feature maps (name -> layers for c_in -> c_out channels).
 UPSAMPLING = {"transpose": _transpose_up, "resize": _resize_up, "blur": _blur_up}
