@@ -195,6 +195,11 @@ def _report(result: Any) -> None:
               help="Class to generate with a class-conditional model (e.g. malignant).")
 @click.option("--interpolate", type=click.IntRange(min=2), default=None, metavar="K",
               help="Write a latent walk instead: K frames between each of the NIMAGES seeds (GIF + strip).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "png", "jpg"]), default="auto", show_default=True,
+              help="auto: stored like the training images (JPEG with their quality and colour subsampling, "
+                   "else PNG), so that a classifier cannot tell the fakes by their compression.")
+@click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None,
+              help="JPEG quality of the images (default: the training images' own).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True,
@@ -202,8 +207,8 @@ def _report(result: Any) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
 def generate(model: str, nimages: int, output_dir: str, seed: int, overview: bool, truncation: float,
-             no_ema: bool, class_name: str | None, interpolate: int | None, batch_size: int, device: str,
-             overwrite: bool, quiet: bool) -> None:
+             no_ema: bool, class_name: str | None, interpolate: int | None, fmt: str,
+             jpeg_quality: int | None, batch_size: int, device: str, overwrite: bool, quiet: bool) -> None:
     """Generate NIMAGES images with MODEL (a checkpoint file or a run folder) into OUTPUT_DIR.
 
     OUTPUT_DIR must be empty or new (so that the images of two models never mix), unless --overwrite.
@@ -213,6 +218,7 @@ def generate(model: str, nimages: int, output_dir: str, seed: int, overview: boo
       python gancontrol.py generate runs/demo 100 fakes/
       python gancontrol.py generate runs/demo/checkpoint.pt 64 fakes/ --overview --seed 100
       python gancontrol.py generate runs/cond 500 melanoma/ --class malignant
+      python gancontrol.py generate runs/demo 100 fakes_png/ --format png
       python gancontrol.py generate runs/demo 4 walk/ --interpolate 24
     """
     from dcgan.errors import UserError
@@ -229,9 +235,13 @@ def generate(model: str, nimages: int, output_dir: str, seed: int, overview: boo
         return
     paths = generate_images(model, nimages, output_dir, seed=seed, batch_size=batch_size, overview=overview,
                             truncation=truncation, use_ema=not no_ema, device=device, progress=not quiet,
-                            class_name=class_name, overwrite=overwrite)
-    what = paths[0] if overview else f"{len(paths)} images in {output_dir}"
-    click.echo(f"Wrote {what}")
+                            class_name=class_name, overwrite=overwrite, fmt=fmt, jpeg_quality=jpeg_quality)
+    if overview:
+        click.echo(f"Wrote {paths[0]}")
+        return
+    from dcgan.compression import file_compression
+
+    click.echo(f"Wrote {len(paths)} images in {output_dir} ({file_compression(paths[0]).describe()})")
 
 
 if __name__ == "__main__":

@@ -13,14 +13,18 @@ from this package. Imports point down only: nothing imports a module listed afte
   files.py      atomic writes and copies, folder locks, disk-full messages  [errors]
   cli.py        plumbing shared by the three click CLIs: one-line errors  [errors, files]
   images.py     finding, decoding, converting and saving images; the one folder reader  [errors, files]
+  compression.py  how image files are compressed (JPEG tables, colour subsampling), so that fakes
+                are stored like the reals  [errors, images]
   losses.py     registries of GAN losses and gradient penalties  [nothing]
   diffaug.py    registry of DiffAugment policies  [errors]
   models.py     Generator / Discriminator for any base*2^k size, SN, conditional BN  [errors, names]
   options.py    TrainOptions (what the user asked): defaults, presets, YAML, validation
                 [errors, files, losses, diffaug, models]
-  spec.py       RunSpec: a run's settings, settled once the images are known  [errors, files, options]
+  spec.py       RunSpec: a run's settings, settled once the images are known
+                [errors, files, compression, options]
   data/         the ISIC Archive client, transform, augment  [errors, files, images]
-  analysis/     distances, embeddings, plots and quality measures for img2dist  [errors, files, images]
+  analysis/     distances, embeddings, plots and quality measures for img2dist
+                [errors, files, images, compression]
   training/     dataset, trainer, loop, checkpoints, run log, DDP  [all of the above]
   generate.py   seeds -> latents -> images, grids, latent walks from a saved run  [all of the above]
   turing/       the "Real or Fake?" page and its scoring  [errors, files, images, cli]

@@ -3,6 +3,9 @@
 Image k of `generate --seed S` comes from the latent drawn by a generator seeded with S + k alone,
 so it is the same image whatever NIMAGES or --batch-size, and the sample grids written during
 training show exactly the images `generate --seed 0` would give.
+
+Images are stored the way the training images were (dcgan.compression): JPEG with their own tables
+and subsampling when they were JPEGs, else PNG, so that no classifier can tell fakes by the file.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .compression import LOSSLESS, Compression, jpeg
 from .errors import UserError
-from .images import save_grid, save_image, to_uint8
+from .images import save_grid, to_uint8
 from .models import Generator, build_generator, latents_for_seeds
 from .spec import RunSpec
 from .training.checkpoint import load_checkpoint
@@ -66,12 +70,36 @@ def check_output_dir(output_dir: str | Path, overwrite: bool) -> Path:
     return out
 
 
+FORMATS = ("auto", "png", "jpg")
+
+
+def output_compression(spec: RunSpec, fmt: str = "auto", jpeg_quality: int | None = None) -> Compression:
+    """How `generate` stores images: `auto` like the training images (PNG for runs that did not
+    record theirs, or trained on resized or lossless files); `jpg` with their tables when they were
+    JPEGs, else quality 95; --jpeg-quality picks libjpeg's tables for that quality instead."""
+    if fmt not in FORMATS:
+        raise UserError(f"--format {fmt!r}: choose {', '.join(FORMATS)}")
+    trained = spec.compression if spec.compression is not None and spec.compression.is_jpeg else None
+    if fmt == "png":
+        if jpeg_quality is not None:
+            raise UserError("--jpeg-quality applies to JPEG output; drop it or pass --format jpg")
+        return LOSSLESS
+    if jpeg_quality is not None:
+        subsampling = trained.subsampling if trained is not None and trained.subsampling else "4:2:0"
+        return jpeg(jpeg_quality, subsampling)
+    if fmt == "jpg":
+        return trained or jpeg(95)
+    return trained or LOSSLESS
+
+
 @torch.no_grad()
 def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int = 0, batch_size: int = 64,
                     overview: bool = False, truncation: float = 1.0, use_ema: bool = True,
                     device: str = "auto", progress: bool = True, class_name: str | None = None,
-                    overwrite: bool = False) -> list[Path]:
-    """Write `n` images (one PNG each, named by seed) or one overview grid; return the paths.
+                    overwrite: bool = False, fmt: str = "auto",
+                    jpeg_quality: int | None = None) -> list[Path]:
+    """Write `n` images (one file each, named by seed, stored as `output_compression` says) or one
+    overview grid (PNG); return the paths.
 
     A class-conditional model needs `class_name`, except for the overview, which shows one row per
     class (the same seeds in every row, so rows differ only by class).
@@ -81,6 +109,7 @@ def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int
     out = check_output_dir(output_dir, overwrite)
     dev = resolve_device(device)
     G, spec, _ = load_generator(model, use_ema, str(dev))
+    store = output_compression(spec, fmt, jpeg_quality)
     classes = list(spec.class_names)
     per_class_rows = overview and bool(classes) and class_name is None
     label = None if per_class_rows else class_index(spec, class_name)
@@ -102,8 +131,8 @@ def generate_images(model: str | Path, n: int, output_dir: str | Path, seed: int
                     images.append(x)
                     continue
                 for s, img in zip(chunk, to_uint8(x), strict=True):
-                    path = out / f"{tag}seed{s:06d}.png"
-                    save_image(img.permute(1, 2, 0).numpy(), path)
+                    path = out / f"{tag}seed{s:06d}{store.suffix}"
+                    store.save(img.permute(1, 2, 0).numpy(), path)
                     written.append(path)
     if overview:
         path = out / f"overview_{tag}seed{seed:06d}-{seed + n - 1:06d}.png"

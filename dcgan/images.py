@@ -278,7 +278,7 @@ def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike[str], **sa
         img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt == "JPEG":
+    if fmt == "JPEG" and "qtables" not in save_kwargs:  # Pillow scales given tables by `quality` %
         save_kwargs.setdefault("quality", 95)
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **save_kwargs)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .compression import Compression
 from .errors import UserError
 from .options import OPTIONS_FILE, TrainOptions, apply_preset
 
@@ -34,6 +35,8 @@ class RunSpec:
     channels: int  # of the training images: 1 (grayscale) or 3
     class_names: tuple[str, ...] = ()  # the classes of a class-conditional run, () otherwise
     asked: TrainOptions | None = None  # the options the run was started with (None: not recorded)
+    # How the training files were compressed, which `generate` copies (None: not recorded, PNG).
+    compression: Compression | None = None
 
     @property
     def resolution(self) -> int:
@@ -53,7 +56,7 @@ class RunSpec:
     def to_dict(self) -> dict[str, Any]:
         """What options.json holds: the settled options at the top level, as it always has."""
         return {**self.options.to_dict(), "channels": self.channels, "class_names": list(self.class_names),
-                "asked": None if self.asked is None else self.asked.to_dict()}
+                "asked": None if self.asked is None else self.asked.to_dict(), **self._compression_field()}
 
     def save(self, path: str | Path, durable: bool = False) -> None:
         from .files import write_json
@@ -64,7 +67,10 @@ class RunSpec:
         """The spec's part of a checkpoint (the keys and layout checkpoints have always had, + asked)."""
         return {"options": self.options.to_dict(), "resolution": self.resolution, "channels": self.channels,
                 "class_names": list(self.class_names),
-                "asked": None if self.asked is None else self.asked.to_dict()}
+                "asked": None if self.asked is None else self.asked.to_dict(), **self._compression_field()}
+
+    def _compression_field(self) -> dict[str, Any]:
+        return {"compression": None if self.compression is None else self.compression.to_dict()}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], source: str = "checkpoint") -> RunSpec:
@@ -72,7 +78,7 @@ class RunSpec:
         options = TrainOptions.from_dict(ckpt["options"], source)
         options = dataclasses.replace(options, resolution=ckpt["resolution"])
         return cls(options, ckpt["channels"], _class_names(ckpt.get("class_names"), options, source),
-                   _asked(ckpt.get("asked"), source))
+                   _asked(ckpt.get("asked"), source), _compression(ckpt.get("compression"), source))
 
     @classmethod
     def load(cls, run_dir: str | Path) -> RunSpec:
@@ -88,12 +94,12 @@ class RunSpec:
         if not isinstance(data, dict):
             raise UserError(f"{path}: unreadable (not a mapping of option: value)")
         asked, names = data.pop("asked", None), data.pop("class_names", None)
-        channels = data.pop("channels", None)
+        channels, compression = data.pop("channels", None), data.pop("compression", None)
         options = TrainOptions.from_dict(data, str(path))
         if not isinstance(channels, int):  # written by every version so far; derived if ever missing
             channels = 1 if options.grayscale else 3
         classes = () if names is None else _class_names(names, options, str(path))
-        return cls(options, channels, classes, _asked(asked, str(path)))
+        return cls(options, channels, classes, _asked(asked, str(path)), _compression(compression, str(path)))
 
 
 def _class_names(names: Any, options: TrainOptions, source: str) -> tuple[str, ...]:
@@ -110,6 +116,15 @@ def _asked(data: Any, source: str) -> TrainOptions | None:
     if not isinstance(data, dict):
         raise UserError(f"{source}: damaged, `asked` is not a mapping of option: value")
     return TrainOptions.from_dict(data, f"{source} (asked)")
+
+
+def _compression(data: Any, source: str) -> Compression | None:
+    if data is None:
+        return None
+    try:
+        return Compression.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise UserError(f"{source}: damaged, `compression` is not a format with its tables") from None
 
 
 def training_folder(options: TrainOptions) -> Path:
@@ -133,9 +148,10 @@ def fill_automatic(options: TrainOptions) -> TrainOptions:
 
 
 def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
-           class_names: Sequence[str]) -> RunSpec:
+           class_names: Sequence[str], compression: Compression | None = None) -> RunSpec:
     """The spec of a new run: `asked` (validated) with its preset applied and its automatic values
-    filled in, for `num_images` training images of `resolution` px and `channels`, in `class_names`."""
+    filled in, for `num_images` training images of `resolution` px and `channels`, in `class_names`,
+    stored with `compression`."""
     options = fill_automatic(apply_preset(asked, num_images))
     options = dataclasses.replace(options, resolution=resolution)
-    return RunSpec(options, channels, tuple(class_names) if options.conditional else (), asked)
+    return RunSpec(options, channels, tuple(class_names) if options.conditional else (), asked, compression)

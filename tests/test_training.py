@@ -209,7 +209,9 @@ def test_options_json_keeps_what_was_asked_beside_what_was_settled(tmp_path: Pat
         "auto", 0.999, None, 0)
     ckpt = load_checkpoint(out)
     assert ckpt["asked"] == asked and ckpt["options"] == {k: v for k, v in saved.items() if k not in (
-        "asked", "channels", "class_names")}
+        "asked", "channels", "class_names", "compression")}
+    # trained at the files' own size: their JPEG compression is recorded, for `generate` to copy
+    assert ckpt["compression"] == saved["compression"] and saved["compression"]["quality"] == 75
 
 
 def test_no_ema_and_truncation_change_the_same_seeds_image(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..compression import common_compression
 from ..errors import UserError
 from ..images import crop_resize, decode_images, find_images
 from ..resources import cpu_count
@@ -428,8 +429,15 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
         if s.resized:
             notes.append(f"resized {s.resized} of {len(s.paths)} images in {s.path} to {w}x{h} for the "
                          f"pixel measures (center crop + Lanczos; sizes found: {_sizes(s.original_sizes)})")
+    stored = {name: common_compression(s.paths) for name, s in (("real", real), ("fake", fake))}
+    if stored["real"] != stored["fake"] and (stored["real"].is_jpeg or stored["fake"].is_jpeg):
+        notes.append(f"reals stored as {stored['real'].describe()}, fakes as {stored['fake'].describe()}: "
+                     "the spectrum and the classifier test also see the compression (`gancontrol.py "
+                     "generate` stores fakes like the training images unless --format or --jpeg-quality "
+                     "say otherwise)")
     report: dict[str, Any] = {
-        "real": _set_info(real), "fake": _set_info(fake), "size": [w, h], "notes": notes}
+        "real": {**_set_info(real), "compression": stored["real"].describe()},
+        "fake": {**_set_info(fake), "compression": stored["fake"].describe()}, "size": [w, h], "notes": notes}
     paired = [m for m in chosen if m in PAIRED_METRICS]
     if paired:
         report["paired"] = paired_measures(real.images, fake.images, paired, opts.seed, opts.batch_size)

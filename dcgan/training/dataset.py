@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..compression import LOSSLESS, Compression, common_compression
 from ..errors import UserError
 from ..images import decode_images, find_images, load_array
 
@@ -38,6 +39,7 @@ class ImageSet:
     pixels: torch.Tensor | None  # (N, C, R, R) uint8, None when streaming
     class_names: list[str]
     labels: torch.Tensor  # (N,) int64 index into class_names
+    compression: Compression = LOSSLESS  # how most of the files store the pixels trained on
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -98,7 +100,7 @@ def load_image_set(root: str | Path, resolution: int | None = None, grayscale: b
     labels = torch.tensor([classes.index(_class_of(p, root)) for p in kept], dtype=torch.int64)
     pixels = None if streaming else torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     assert res is not None
-    return ImageSet(kept, res, channels, pixels, classes, labels)
+    return ImageSet(kept, res, channels, pixels, classes, labels, common_compression(kept, res))
 
 
 class BatchOrder:

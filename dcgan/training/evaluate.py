@@ -6,7 +6,8 @@ detail as the reals; cheap), and the last one of a run a small classifier two-sa
 
 Uses the same functions as `img2dist.py quality` (dcgan.analysis.quality), on a fixed subset of
 the training images and fixed latents, so the numbers of successive evaluations are comparable and
-the lowest SWD marks the best checkpoint (`best.pt`).
+the lowest SWD marks the best checkpoint (`best.pt`). The fakes are scored as `generate` stores
+them (JPEG like the training images, when those are JPEGs at the size trained on).
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ class Evaluator:
     def __call__(self, trainer: Trainer) -> dict[str, Any]:
         t0 = time.perf_counter()
         fake = to_uint8(trainer.sample(self.z, self.labels)).permute(0, 2, 3, 1).numpy()
+        if trainer.spec.compression is not None:  # score what `generate` writes (JPEG like the reals)
+            fake = trainer.spec.compression.roundtrip(fake)
         swd = sliced_wasserstein(self.real, fake)
         precision, recall = precision_recall(self.real_feats, pr_features(fake))
         record = {"step": trainer.step, "swd": swd["mean"], "precision": precision, "recall": recall,

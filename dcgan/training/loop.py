@@ -136,7 +136,7 @@ def train(asked: TrainOptions, overwrite: bool = False, progress: bool = True) -
 
     def settle_on(data: ImageSet) -> RunSpec:
         _check_data(data, asked)
-        return settle(asked, len(data), data.resolution, data.channels, data.class_names)
+        return settle(asked, len(data), data.resolution, data.channels, data.class_names, data.compression)
 
     return _in_run_folder(asked, settle_on, None, overwrite, progress)
 
@@ -232,6 +232,9 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
                  options.training_images, options.steps, options.batch_size, trainer.device, dist.world,
                  options.preset, options.loss, options.arch, options.diffaug, options.ema,
                  "on" if options.noise else "off")
+        if spec.compression is not None:
+            log.info("training images stored as %s: generate writes %s", spec.compression.describe(),
+                     "JPEGs alike" if spec.compression.is_jpeg else "PNGs")
     log.info("compute: %s", trainer.describe_compute())
     ddp.seed_rank(options.seed, trainer.step, dist)  # after load_state_dict restored rank 0's stream
     if dist.is_main:
