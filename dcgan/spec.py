@@ -2,9 +2,9 @@
 
 `TrainOptions` keep what the user asked for (defaults < control file < flags): validated, never
 changed. Once the images are decoded, `settle` makes the one `RunSpec` a run uses: the preset
-applied, the automatic values (0 = auto) filled in, the image size, channels and classes taken
-from the data. The trainer, the checkpoints and `generate` read only the spec, and nothing changes
-it afterwards (a resume may move the folder and extend `steps`, nothing else).
+applied, the automatic values (0 = auto) filled in, the image size, channels, classes and file
+compression taken from the data. The trainer, the checkpoints and `generate` read only the spec,
+and nothing changes it afterwards (a resume may move the folder and extend `steps`, nothing else).
 
 `options.json` and every checkpoint record both: the settled options, under the keys runs have
 always written, and the options as given (`asked`). Runs saved before `asked` was kept load alike,
@@ -64,7 +64,8 @@ class RunSpec:
         write_json(path, self.to_dict(), durable=durable)
 
     def checkpoint_fields(self) -> dict[str, Any]:
-        """The spec's part of a checkpoint (the keys and layout checkpoints have always had, + asked)."""
+        """The spec's part of a checkpoint (the keys and layout checkpoints have always had, + asked and
+        compression)."""
         return {"options": self.options.to_dict(), "resolution": self.resolution, "channels": self.channels,
                 "class_names": list(self.class_names),
                 "asked": None if self.asked is None else self.asked.to_dict(), **self._compression_field()}

@@ -68,5 +68,6 @@ def test_the_typical_session_runs_as_written(tmp_path: Path) -> None:
     reals = sorted(p for p in (clone / "data").iterdir() if p.suffix in (".jpg", ".png"))
     assert len(reals) == 8 and all(Image.open(p).size == (64, 64) for p in reals)
     assert (clone / "runs" / "mel" / "checkpoint.pt").is_file()
-    assert len(list((clone / "fakes").glob("seed*.png"))) == 8
+    # stored like the training images: `transform` wrote JPEGs at the size trained on
+    assert len(list((clone / "fakes").glob("seed*.jpg"))) == 8
     assert (clone / "map.png").is_file() and (clone / "quality.json").is_file()
