@@ -77,7 +77,7 @@ class Compression:
         """Save a PIL image (or uint8 HxW / HxWxC array) atomically, compressed like this set."""
         from .images import save_image
 
-        save_image(img, path, **self._jpeg_kwargs(_channels(img))) if self.is_jpeg else save_image(img, path)
+        save_image(img, path, **(self._jpeg_kwargs(_channels(img)) if self.is_jpeg else {}))
 
     def roundtrip(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) images as they read back after `save` (in memory; for evaluations)."""
