@@ -27,6 +27,8 @@ _IJG_LUMA = np.array([
     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99])
+_IJG_CHROMA = np.array([17, 18, 24, 47, *[99] * 4, 18, 21, 26, 66, *[99] * 4, 24, 26, 56, *[99] * 5,
+                        47, 66, *[99] * 6, *[99] * 32])
 _SUBSAMPLING = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}  # Pillow's JpegImagePlugin.get_sampling codes
 RESIZED = "resized"  # the training pixels were resized from the files: no file compression left in them
 
@@ -75,9 +77,10 @@ class Compression:
 
     def save(self, img: Any, path: str | Path) -> None:
         """Save a PIL image (or uint8 HxW / HxWxC array) atomically, compressed like this set."""
-        from .images import save_image
+        from .images import save_image, to_pil
 
-        save_image(img, path, **(self._jpeg_kwargs(_channels(img)) if self.is_jpeg else {}))
+        img = to_pil(img) if isinstance(img, np.ndarray) else img
+        save_image(img, path, **(self._jpeg_kwargs(img) if self.is_jpeg else {}))
 
     def roundtrip(self, images: np.ndarray) -> np.ndarray:
         """uint8 (N, H, W, C) images as they read back after `save` (in memory; for evaluations)."""
@@ -85,18 +88,20 @@ class Compression:
             return images
         from PIL import Image
 
+        from .images import to_pil
+
         out = np.empty_like(images)
-        kwargs = self._jpeg_kwargs(images.shape[-1])
-        for i, img in enumerate(images):
-            buf = io.BytesIO()
-            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(buf, format="JPEG", **kwargs)
-            out[i] = np.asarray(Image.open(buf)).reshape(img.shape)
+        for i, arr in enumerate(images):
+            img, buf = to_pil(arr), io.BytesIO()
+            img.save(buf, format="JPEG", **self._jpeg_kwargs(img))
+            out[i] = np.asarray(Image.open(buf)).reshape(arr.shape)
         return out
 
-    def _jpeg_kwargs(self, channels: int) -> dict[str, Any]:
-        tables = [list(t) for t in self.qtables[:1 if channels == 1 else 2]]
-        kwargs: dict[str, Any] = {"qtables": tables}
-        if channels != 1 and self.subsampling:
+    def _jpeg_kwargs(self, img: Any) -> dict[str, Any]:
+        """Pillow's save arguments for `img` (PIL): a grayscale image takes the luminance table alone."""
+        gray = img.mode in ("L", "1")
+        kwargs: dict[str, Any] = {"qtables": [list(t) for t in self.qtables[:1 if gray else 2]]}
+        if not gray and self.subsampling:
             kwargs["subsampling"] = self.subsampling
         return kwargs
 
@@ -119,9 +124,7 @@ def jpeg(quality: int, subsampling: str = "4:2:0") -> Compression:
 
     if not 1 <= quality <= 100:
         raise UserError(f"--jpeg-quality {quality}: must be 1-100")
-    chroma = np.array([17, 18, 24, 47, *[99] * 4, 18, 21, 26, 66, *[99] * 4, 24, 26, 56, *[99] * 5,
-                       47, 66, *[99] * 6, *[99] * 32])
-    tables = (tuple(int(v) for v in ijg_table(quality)), tuple(int(v) for v in ijg_table(quality, chroma)))
+    tables = tuple(tuple(int(v) for v in ijg_table(quality, base)) for base in (_IJG_LUMA, _IJG_CHROMA))
     return Compression("JPEG", tables, subsampling)
 
 
@@ -154,8 +157,3 @@ def common_compression(paths: Sequence[str | Path], resolution: int | None = Non
             continue
     return counts.most_common(1)[0][0] if counts else LOSSLESS
 
-
-def _channels(img: Any) -> int:
-    if isinstance(img, np.ndarray):
-        return 1 if img.ndim == 2 or img.shape[-1] == 1 else img.shape[-1]
-    return 1 if img.mode in ("L", "1") else 3

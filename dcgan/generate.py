@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from .compression import LOSSLESS, Compression, jpeg
 from .errors import UserError
-from .images import save_grid, to_uint8
+from .images import save_grid, to_pil, to_uint8
 from .models import Generator, build_generator, latents_for_seeds
 from .spec import RunSpec
 from .training.checkpoint import load_checkpoint
@@ -158,7 +158,6 @@ def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: st
                 overwrite: bool = False) -> tuple[Path, Path]:
     """A latent walk through `seeds` (slerp, `frames` images per leg, looping back to the first):
     an animated GIF and a strip PNG of the frames. Returns (gif, strip)."""
-    from PIL import Image
 
     from .files import atomic_path
 
@@ -179,7 +178,7 @@ def interpolate(model: str | Path, seeds: list[int], frames: int, output_dir: st
     strip = out / f"{name}.png"
     save_grid(x[:: max(1, len(x) // 16)], strip, nrow=16)
     frames_u8 = to_uint8(x).permute(0, 2, 3, 1).numpy()
-    pics = [Image.fromarray(f[..., 0] if f.shape[2] == 1 else f) for f in frames_u8]
+    pics = [to_pil(f) for f in frames_u8]
     gif = out / f"{name}.gif"
     with atomic_path(gif) as tmp:
         pics[0].save(tmp, format="GIF", save_all=True, append_images=pics[1:], duration=duration_ms, loop=0)

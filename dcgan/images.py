@@ -272,10 +272,15 @@ def _decode_ahead(decode: Callable[[str | os.PathLike[str]], Decoded],
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def to_pil(arr: np.ndarray) -> Image.Image:
+    """A uint8 HxW or HxWxC array as a PIL image (HxWx1 as grayscale: Pillow refuses that shape)."""
+    return Image.fromarray(arr[..., 0] if arr.ndim == 3 and arr.shape[2] == 1 else arr)
+
+
 def save_image(img: Image.Image | np.ndarray, path: str | os.PathLike[str], **save_kwargs) -> None:
     """Save an image (PIL, or uint8 array HxW / HxWxC) atomically; the format follows the suffix."""
     if isinstance(img, np.ndarray):
-        img = Image.fromarray(img[..., 0] if img.ndim == 3 and img.shape[2] == 1 else img)
+        img = to_pil(img)
     path = Path(path)
     fmt = Image.registered_extensions().get(path.suffix.lower())
     if fmt == "JPEG" and "qtables" not in save_kwargs:  # Pillow scales given tables by `quality` %

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..compression import common_compression
 from ..errors import UserError
-from ..images import crop_resize, decode_images, find_images
+from ..images import crop_resize, decode_images, find_images, to_pil
 from ..resources import cpu_count
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ def downscaled_pixels(images: np.ndarray, size: int = 16) -> np.ndarray:
     n, _, _, c = images.shape
     out = np.empty((n, size, size, c), np.float32)
     for i, img in enumerate(images):
-        small = Image.fromarray(img[..., 0] if c == 1 else img).resize((size, size), Image.Resampling.BOX)
+        small = to_pil(img).resize((size, size), Image.Resampling.BOX)
         out[i] = np.asarray(small, np.float32).reshape(size, size, c)
     return out.reshape(n, -1) / 255
 
