@@ -181,13 +181,17 @@ def embedding(output_image: str, image_path: tuple[str, ...], method: str, featu
               help="Cross-validation folds of the two-sample test.")
 @click.option("--c2st-epochs", type=click.IntRange(min=1), default=12, show_default=True,
               help="Training epochs of each fold's classifier.")
+@click.option("--c2st-bands", is_flag=True,
+              help="With --c2st, run the test twice more on a coarse view (Gaussian low-pass: shape and "
+                   "colour) and a fine view (the rest: texture) of both sets: which scale gives the "
+                   "fakes away.")
 @click.option("--figures", type=click.Path(file_okay=False), default=None,
               help="Folder for spectrum.png (power spectra) and, with --c2st, c2st_surest_fakes.png.")
 @seed_option
 @user_errors
 def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, pr_k: int, pr_feature: str,
             inception_weights: str | None, batch_size: int, c2st: bool, c2st_folds: int, c2st_epochs: int,
-            figures: str | None, seed: int) -> None:
+            c2st_bands: bool, figures: str | None, seed: int) -> None:
     """Measure how much the images in FAKE_PATH look like those in REAL_PATH.
 
     Paired measures (piqa: PSNR, SSIM, MS-GMSD, MDSI, HaarPSI) of every fake against a random real;
@@ -202,6 +206,7 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
     Example:
       python img2dist.py quality training_data generated/ --json quality.json
       python img2dist.py quality reals/ fakes/ --c2st --figures quality-figures/
+      python img2dist.py quality reals/ fakes/ --c2st --c2st-bands
     """
     from dcgan.analysis.c2st import C2STOptions
     from dcgan.analysis.quality import QualityOptions, format_quality, quality_report
@@ -210,7 +215,8 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
     report = quality_report(real_path, fake_path, QualityOptions(
         metrics=comma_list(metrics), seed=seed, pr_k=pr_k, pr_feature=pr_feature,
         inception_weights=inception_weights, batch_size=batch_size, figures=figures,
-        c2st=C2STOptions(folds=c2st_folds, epochs=c2st_epochs, seed=seed) if c2st else None))
+        c2st=(C2STOptions(folds=c2st_folds, epochs=c2st_epochs, seed=seed, bands=c2st_bands)
+              if c2st else None)))
     for side in ("real", "fake"):
         for message in report[side]["skipped"]:
             click.echo(f"skipped {message}", err=True)

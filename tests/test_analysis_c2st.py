@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from dcgan.analysis.c2st import C2STOptions, c2st_report, surest_grid, two_sample_test
+from dcgan.analysis.c2st import BAND_VIEWS, C2STOptions, _tensor, c2st_report, surest_grid, two_sample_test
 from dcgan.errors import UserError
 
 FAST = C2STOptions(folds=3, epochs=15, batch_size=16, seed=0, width=8)
@@ -74,6 +74,20 @@ def test_report_reference_and_surest_grid(tmp_path: Path) -> None:
     assert np.array_equal(grid[2:18, 2:18], fakes[surest[0]["index"]])
 
 
+def test_band_views_split_texture_from_colour() -> None:
+    """A 2-pixel checkerboard lives in the fine view only; a colour cast in the coarse view too."""
+    opts = C2STOptions(folds=3, epochs=15, batch_size=16, seed=0, width=8, bands=True)
+    reals, fakes = blobs(45, seed=1), blobs(45, seed=3)
+    x = _tensor(reals[:4])
+    views = {name: two_sample_test(reals, with_checkerboard(fakes), opts, view=name)["accuracy"]
+             for name in ("coarse", "fine")}
+    assert views["fine"] > 0.9 and abs(views["coarse"] - 0.5) < 0.15, views
+    cast = np.clip(fakes.astype(int) + np.array([40, -20, -20]), 0, 255).astype(np.uint8)  # redder everywhere
+    assert two_sample_test(reals, cast, opts, view="coarse")["accuracy"] > 0.9
+    whole = BAND_VIEWS["coarse"](x, opts.band_sigma) + BAND_VIEWS["fine"](x, opts.band_sigma)
+    assert np.allclose(whole.numpy(), x.numpy(), atol=1e-5)  # the two views add up to the image
+
+
 def test_too_few_images_is_a_user_error() -> None:
     with pytest.raises(UserError, match="at least 3 images per set"):
         two_sample_test(blobs(2), blobs(5), FAST)
@@ -97,3 +111,21 @@ def test_quality_command_with_c2st_writes_json_and_figures(tmp_path: Path) -> No
     assert report["c2st"]["fake_vs_real"]["images_per_set"] == 12
     assert Path(report["c2st"]["grid"]).is_file() and Path(report["spectrum"]["plot"]).is_file()
     assert report["spectrum"]["top_band_ratio"] > 2
+    assert "bands" not in report["c2st"] and "fine view" not in out.output
+
+
+def test_quality_command_c2st_bands(tmp_path: Path) -> None:
+    import img2dist
+
+    for name, images in (("reals", blobs(12, seed=8)), ("fakes", with_checkerboard(blobs(12, seed=9)))):
+        (tmp_path / name).mkdir()
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(tmp_path / name / f"{i}.png")
+    out = CliRunner().invoke(img2dist.cli, [
+        "quality", str(tmp_path / "reals"), str(tmp_path / "fakes"), "--metrics", "spectrum", "--c2st",
+        "--c2st-bands", "--c2st-folds", "3", "--c2st-epochs", "2", "--json", str(tmp_path / "q.json")])
+    assert out.exit_code == 0, out.output
+    assert "coarse view" in out.output and "fine view" in out.output
+    bands = json.loads((tmp_path / "q.json").read_text())["c2st"]["bands"]
+    assert bands["sigma"] == 1.5 and set(bands) == {"sigma", "coarse", "fine"}
+    assert bands["fine"]["images_per_set"] == 12 and 0 <= bands["coarse"]["accuracy"] <= 1

@@ -17,6 +17,7 @@ from `seed` (on one machine with one thread count: float summation order depends
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,8 @@ class C2STOptions:
     confidence: float = 0.95
     reference: bool = True  # also run reals vs reals (two random halves)
     surest: int = 32  # fakes in the "surest" grid
+    bands: bool = False  # also test a coarse (low-pass) and a fine (high-pass) view of both sets
+    band_sigma: float = 1.5  # the Gaussian (pixels) that splits the two views
 
 
 def classifier(channels: int = 3, width: int = 16) -> nn.Module:
@@ -67,6 +70,22 @@ def _tensor(images: np.ndarray) -> torch.Tensor:
     # channels_last: oneDNN's CPU convs are faster in that layout (docs/performance.md).
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
     return x.contiguous(memory_format=torch.channels_last)
+
+
+def _coarse(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Shape and colour: the image under a Gaussian low-pass (torchvision's, reflected edges)."""
+    from torchvision.transforms.functional import gaussian_blur
+
+    radius = max(1, int(np.ceil(3 * sigma)))
+    return gaussian_blur(x, [2 * radius + 1] * 2, [sigma, sigma])
+
+
+def _fine(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Fine texture: what the low-pass removes (image minus `_coarse`), so the two views add up."""
+    return x - _coarse(x, sigma)
+
+
+BAND_VIEWS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {"coarse": _coarse, "fine": _fine}
 
 
 def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -110,8 +129,12 @@ def _fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Ten
     return torch.sigmoid(logits / 4).numpy()
 
 
-def two_sample_test(a: np.ndarray, b: np.ndarray, opts: C2STOptions) -> dict[str, Any]:
+def two_sample_test(a: np.ndarray, b: np.ndarray, opts: C2STOptions,
+                    view: str | None = None) -> dict[str, Any]:
     """Held-out accuracy of telling set `b` (label 1) from set `a` (label 0), uint8 (N, H, W, C).
+
+    `view` (a `BAND_VIEWS` name) shows the classifier only that band of every image, the same
+    filter on both sets; the folds and the seeds stay those of the full-image test.
 
     The larger set is subsampled to the smaller one's size (seeded), so that chance is exactly
     0.5. Returns accuracy, its interval, a p-value against 0.5 and every image's held-out
@@ -131,6 +154,8 @@ def two_sample_test(a: np.ndarray, b: np.ndarray, opts: C2STOptions) -> dict[str
     ia = np.sort(rng.choice(len(a), n, replace=False))
     ib = np.sort(rng.choice(len(b), n, replace=False))
     x = _tensor(np.concatenate([a[ia], b[ib]]))
+    if view is not None:
+        x = BAND_VIEWS[view](x, opts.band_sigma).contiguous(memory_format=torch.channels_last)
     y = np.r_[np.zeros(n), np.ones(n)]
     yt = torch.from_numpy(y).float()
     prob = np.empty(2 * n)
@@ -167,6 +192,11 @@ def c2st_report(real: np.ndarray, fake: np.ndarray, opts: C2STOptions,
         "options": asdict(opts),
         "fake_vs_real": {k: main[k] for k in SUMMARY},
         "surest_fakes": surest}
+    if opts.bands:
+        # Which scale gives the fakes away: the same test on a low-pass and a high-pass view.
+        out["bands"] = {"sigma": opts.band_sigma, **{
+            name: {k: v for k, v in two_sample_test(real, fake, opts, view=name).items() if k in SUMMARY}
+            for name in BAND_VIEWS}}
     if opts.reference:
         rng = np.random.default_rng(opts.seed + 1)
         perm = rng.permutation(len(real))
@@ -208,4 +238,9 @@ def format_c2st(entry: dict[str, Any]) -> list[str]:
              line("fakes vs reals", entry["fake_vs_real"])]
     if "real_vs_real" in entry:
         lines.append(line("reals vs reals", entry["real_vs_real"]))
+    if "bands" in entry:
+        sigma = entry["bands"]["sigma"]
+        lines += [line("coarse view", entry["bands"]["coarse"])
+                  + f"  shape and colour (Gaussian low-pass, sigma {sigma:g} px)",
+                  line("fine view", entry["bands"]["fine"]) + "  texture (the image minus that low-pass)"]
     return lines
