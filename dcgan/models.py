@@ -214,12 +214,13 @@ class Generator(nn.Module):
 
         self.noise_sizes: list[int] = []  # the side of each NoiseInput's map, in layer order
 
-        def norm(c: int, size: int) -> list[nn.Module]:
+        def norm(c: int, size: int, full_size_noise: bool = False) -> list[nn.Module]:
             """BatchNorm (+ noise on maps up to a quarter of the image's size, when on) + ReLU."""
             layers = [ConditionalBatchNorm2d(c, num_classes) if num_classes else nn.BatchNorm2d(c)]
-            # Noise on the finer maps came out as hatching at 2,000 steps (docs/quality.md): the last
-            # upsampling turned pixel noise into a pattern. Coarse maps only: texture, not grain.
-            if noise and size <= resolution // 4:
+            # Noise on the half-size map came out as hatching at 2,000 steps (docs/quality.md): the last
+            # upsampling turned each noise pixel into a 2x2 block. Coarse maps only, or the full-size map
+            # of the conv-noise RGB layer, where a noise pixel stays one pixel.
+            if (noise and size <= resolution // 4) or full_size_noise:
                 layers.append(NoiseInput(c, size))
                 self.noise_sizes.append(size)
             return [*layers, nn.ReLU(True)]
@@ -230,9 +231,9 @@ class Generator(nn.Module):
         for c_in, c_out in itertools.pairwise(widths):
             size *= 2
             layers += [*up(c_in, c_out), *norm(c_out, size)]
-        if rgb_layer == "conv":  # every output pixel then mixes both parities of the last upsampling
+        if rgb_layer != "up":  # each output pixel then mixes both parities of the last upsampling
             half = max(1, widths[-1] // 2)
-            layers += [*up(widths[-1], half), *norm(half, size * 2),
+            layers += [*up(widths[-1], half), *norm(half, size * 2, rgb_layer == "conv-noise"),
                        nn.Conv2d(half, channels, 3, 1, 1, bias=False)]
         else:
             layers += [*up(widths[-1], channels)]

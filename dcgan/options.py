@@ -77,7 +77,9 @@ class TrainOptions:
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
     rgb_layer: str = opt("up", "G's output layer: up (its last upsampling makes RGB, the DCGAN paper) | conv "
-                         "(a 3x3 conv at full size makes RGB from the last upsampling's features)")
+                         "(a 3x3 conv at full size makes RGB from the last upsampling's features) | "
+                         "conv-noise (the same, with per-pixel noise added to those features: a random "
+                         "source for the finest texture; the noise map is part of each seed's latent)")
     downsample: str = opt("stride", "how D halves its maps: stride (4x4 stride-2 convs, the DCGAN paper) | "
                           "blur (the [1,3,3,1] low-pass first: no aliasing of G's pixel patterns)")
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
@@ -141,7 +143,7 @@ class TrainOptions:
         from .models import DOWNSAMPLING, RGB_LAYERS
 
         check(self.rgb_layer in RGB_LAYERS,
-              f"--rgb-layer {self.rgb_layer!r}: choose {' or '.join(RGB_LAYERS)}")
+              f"--rgb-layer {self.rgb_layer!r}: choose {', '.join(RGB_LAYERS)}")
 
         check(self.downsample in DOWNSAMPLING,
               f"--downsample {self.downsample!r}: choose {' or '.join(DOWNSAMPLING)}")

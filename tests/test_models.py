@@ -219,6 +219,29 @@ def test_rgb_conv_output_layer_mixes_both_parities_at_full_size() -> None:
         Generator(32, rgb_layer="tanh")
 
 
+def test_conv_noise_rgb_layer_adds_full_size_noise_before_the_rgb_conv() -> None:
+    # `--rgb-layer conv-noise`: the conv layer's full-size features get a noise map of their own (a
+    # noise pixel stays one pixel there), after the coarse maps' when --noise is on too.
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", noise=True)
+    assert G.noise_sizes == [4, 8, 32] and G.latent_dim == 16 + 16 + 64 + 1024
+    alone = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise")
+    assert alone.noise_sizes == [32] and alone.latent_dim == 16 + 1024
+    layers = list(alone.main)
+    i = next(i for i, m in enumerate(layers) if isinstance(m, NoiseInput))
+    assert isinstance(layers[i - 1], nn.BatchNorm2d) and layers[i - 1].num_features == 4
+    assert isinstance(layers[i + 2], nn.Conv2d) and layers[i + 2].out_channels == 3  # ReLU, then RGB
+    conv = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv")
+    count = [sum(p.numel() for p in g.parameters()) for g in (alone, conv)]
+    assert count[0] - count[1] == 4 and f"main.{i}.strength" in alone.state_dict()  # one strength per channel
+    alone.eval()
+    with torch.no_grad():
+        layers[i].strength.fill_(0.5)
+    z = torch.randn(2, alone.latent_dim)
+    changed = torch.cat([z[:, :16], torch.randn(2, 1024)], dim=1)
+    diff = (alone(z) - alone(changed)).abs()
+    assert diff.mean() > 0 and torch.equal(alone(z), alone(z.clone()))
+
+
 def test_noise_inputs_start_silent_and_reach_every_normalised_map() -> None:
     # One noise map per BatchNorm on maps up to a quarter of the image (4 and 8 px at 32 px, not the
     # 16 px map before the last upsampling, nor the full-size one of the RGB conv), carried in the
