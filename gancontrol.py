@@ -95,7 +95,11 @@ def train_options(func: Any) -> Any:
                "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
     by_preset = {k for values in PRESETS.values() for k in values}
-    recipes = "; ".join(f"{name}: " + ", ".join(f"{k.replace('_', '-')} {v}" for k, v in values.items())
+    def shown(v: Any) -> str:  # a flag reads as on / off (bool only: 0.0 == False in Python)
+        return ("on" if v else "off") if isinstance(v, bool) else str(v)
+
+    recipes = "; ".join(f"{name}: " + ", ".join(f"{k.replace('_', '-')} {shown(v)}"
+                                                for k, v in values.items())
                         for name, values in PRESETS.items() if values)
     for f in reversed(dataclasses.fields(TrainOptions)):
         if f.name in POSITIONAL or f.name in DERIVED:

@@ -138,10 +138,14 @@ def test_noise_inputs_are_part_of_each_seeds_latent(tmp_path: Path) -> None:
     # With --noise the noise maps come from the seed's own stream, after z: the same seed gives the
     # same image whatever the batch, and --truncation scales z only (the maps stay unit noise).
     out = train_tiny(tmp_path / "run", 2, "--noise", "--upsample", "resize")
-    assert "noise inputs on" in (out / "log.txt").read_text()
-    small = train_tiny(tmp_path / "small", 1, "--preset", "small-data")  # opt-in: no preset has it
-    assert "EMA 0.95, noise inputs off" in (small / "log.txt").read_text()
-    assert load_generator(small)[0].latent_dim == 16  # z alone
+    assert "noise inputs at 4, 8 px" in (out / "log.txt").read_text()
+    classic = train_tiny(tmp_path / "classic", 1, "--preset", "classic")
+    assert "EMA 0.0, noise inputs off" in (classic / "log.txt").read_text()
+    assert load_generator(classic)[0].latent_dim == 16  # z alone
+    # small-data: the coarse maps' noise and the full-size map of its conv-noise RGB layer
+    small = train_tiny(tmp_path / "small", 1, "--preset", "small-data")
+    assert "EMA 0.95, noise inputs at 4, 8, 32 px" in (small / "log.txt").read_text()
+    assert load_generator(small)[0].latent_dim == 16 + 4 * 4 + 8 * 8 + 32 * 32
     G, _, _ = load_generator(out)
     assert G.latent_dim == 16 + 4 * 4 + 8 * 8 and G.noise_sizes == [4, 8]
     assert any(p.abs().sum() > 0 for n, p in G.named_parameters() if n.endswith("strength"))  # it learned

@@ -231,7 +231,8 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
                  "DiffAugment %s, EMA %s, noise inputs %s", len(data), data.resolution, data.resolution,
                  options.training_images, options.steps, options.batch_size, trainer.device, dist.world,
                  options.preset, options.loss, options.arch, options.diffaug, options.ema,
-                 "on" if options.noise else "off")
+                 "at " + ", ".join(map(str, trainer.G.noise_sizes)) + " px" if trainer.G.noise_sizes
+                 else "off")
         if spec.compression is not None:
             log.info("training images stored as %s: generate writes %s", spec.compression.describe(),
                      "JPEGs alike" if spec.compression.is_jpeg else "PNGs")
