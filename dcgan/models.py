@@ -215,7 +215,8 @@ class Generator(nn.Module):
         self.noise_sizes: list[int] = []  # the side of each NoiseInput's map, in layer order
 
         def norm(c: int, size: int, full_size_noise: bool = False) -> list[nn.Module]:
-            """BatchNorm (+ noise on maps up to a quarter of the image's size, when on) + ReLU."""
+            """BatchNorm (+ noise on maps up to a quarter of the image's size with `noise`, or on this
+            map with `full_size_noise`) + ReLU."""
             layers = [ConditionalBatchNorm2d(c, num_classes) if num_classes else nn.BatchNorm2d(c)]
             # Noise on the half-size map came out as hatching at 2,000 steps (docs/quality.md): the last
             # upsampling turned each noise pixel into a 2x2 block. Coarse maps only, or the full-size map
