@@ -93,13 +93,18 @@ def test_too_few_images_is_a_user_error() -> None:
         two_sample_test(blobs(2), blobs(5), FAST)
 
 
+def write_sets(folder: Path) -> None:
+    """reals/ and fakes/ (12 PNGs each; the fakes carry a checkerboard) for the CLI tests."""
+    for name, images in (("reals", blobs(12, seed=8)), ("fakes", with_checkerboard(blobs(12, seed=9)))):
+        (folder / name).mkdir()
+        for i, img in enumerate(images):
+            Image.fromarray(img).save(folder / name / f"{i}.png")
+
+
 def test_quality_command_with_c2st_writes_json_and_figures(tmp_path: Path) -> None:
     import img2dist
 
-    for name, images in (("reals", blobs(12, seed=8)), ("fakes", with_checkerboard(blobs(12, seed=9)))):
-        (tmp_path / name).mkdir()
-        for i, img in enumerate(images):
-            Image.fromarray(img).save(tmp_path / name / f"{i}.png")
+    write_sets(tmp_path)
     out = CliRunner().invoke(img2dist.cli, [
         "quality", str(tmp_path / "reals"), str(tmp_path / "fakes"), "--metrics", "swd,spectrum", "--c2st",
         "--c2st-folds", "3", "--c2st-epochs", "2", "--figures", str(tmp_path / "fig"),
@@ -117,10 +122,7 @@ def test_quality_command_with_c2st_writes_json_and_figures(tmp_path: Path) -> No
 def test_quality_command_c2st_bands(tmp_path: Path) -> None:
     import img2dist
 
-    for name, images in (("reals", blobs(12, seed=8)), ("fakes", with_checkerboard(blobs(12, seed=9)))):
-        (tmp_path / name).mkdir()
-        for i, img in enumerate(images):
-            Image.fromarray(img).save(tmp_path / name / f"{i}.png")
+    write_sets(tmp_path)
     out = CliRunner().invoke(img2dist.cli, [
         "quality", str(tmp_path / "reals"), str(tmp_path / "fakes"), "--metrics", "spectrum", "--c2st",
         "--c2st-bands", "--c2st-folds", "3", "--c2st-epochs", "2", "--json", str(tmp_path / "q.json")])
