@@ -210,6 +210,10 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
     """
     from dcgan.analysis.c2st import C2STOptions
     from dcgan.analysis.quality import QualityOptions, format_quality, quality_report
+    from dcgan.errors import UserError
+
+    if c2st_bands and not c2st:
+        raise UserError("--c2st-bands splits the classifier two-sample test: add --c2st")
     from dcgan.files import write_json
 
     report = quality_report(real_path, fake_path, QualityOptions(

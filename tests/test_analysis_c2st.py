@@ -131,3 +131,8 @@ def test_quality_command_c2st_bands(tmp_path: Path) -> None:
     bands = json.loads((tmp_path / "q.json").read_text())["c2st"]["bands"]
     assert bands["sigma"] == 1.5 and set(bands) == {"sigma", "coarse", "fine"}
     assert bands["fine"]["images_per_set"] == 12 and 0 <= bands["coarse"]["accuracy"] <= 1
+    alone = CliRunner().invoke(img2dist.cli, ["quality", str(tmp_path / "reals"), str(tmp_path / "fakes"),
+                                              "--c2st-bands", "--json", str(tmp_path / "alone.json")])
+    assert alone.exit_code != 0 and not (tmp_path / "alone.json").exists()
+    assert alone.output.strip().splitlines() == ["Error: --c2st-bands splits the classifier two-sample test: "
+                                                 "add --c2st"]
