@@ -81,6 +81,7 @@ TRAINING_USAGE = ("training TRAINING_IMAGES STEPS BATCH_SIZE OUTPUT_DIR, "
 def train_options(func: Any) -> Any:
     """Add one click option per TrainOptions field (so the CLI, YAML and saved runs never drift)."""
     from dcgan.names import (
+        D_INPUT_NAMES,
         DOWNSAMPLING_NAMES,
         GRADIENT_PENALTY_NAMES,
         LOSS_NAMES,
@@ -91,7 +92,7 @@ def train_options(func: Any) -> Any:
 
     choices = {**CHOICES, "loss": list(LOSS_NAMES), "gp": list(GRADIENT_PENALTY_NAMES),
                "upsample": list(UPSAMPLING_NAMES), "downsample": list(DOWNSAMPLING_NAMES),
-               "rgb_layer": list(RGB_LAYER_NAMES),
+               "rgb_layer": list(RGB_LAYER_NAMES), "d_input": list(D_INPUT_NAMES),
                "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
     by_preset = {k for values in PRESETS.values() for k in values}

@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .bands import fine
 from .errors import UserError
 from .names import RGB_LAYER_NAMES
 
@@ -288,6 +289,31 @@ class MinibatchStd(nn.Module):
         return torch.cat([x, std.repeat(g)[:, None, None, None].expand(n, 1, h, w)], dim=1)
 
 
+class WithFineDetail(nn.Module):
+    """Appends the image's fine detail (the image minus its Gaussian low-pass, `dcgan.bands`) as
+    more channels: (N, C, H, W) -> (N, 2C, H, W).
+
+    A linear view D's first conv could in principle learn, but D learns it late or not at all: the
+    fine texture was what gave fakes away to the C2ST (its fine view), and with the texture spelled
+    out D pushes G to put it where the reals have it (docs/quality.md).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, fine(x)], dim=1)
+
+
+def _image_input(channels: int) -> tuple[list[nn.Module], int]:
+    return [], channels
+
+
+def _image_fine_input(channels: int) -> tuple[list[nn.Module], int]:
+    return [WithFineDetail()], 2 * channels
+
+
+# What D looks at (name -> layers before its first conv, and the channels they hand it).
+D_INPUTS = {"image": _image_input, "image+fine": _image_fine_input}
+
+
 class Discriminator(nn.Module):
     """image (N, C, R, R) [, class y (N,)] -> one logit per image.
 
@@ -297,10 +323,12 @@ class Discriminator(nn.Module):
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, channels: int = 3, arch: str = "dcgan",
-                 num_classes: int = 0, mbstd: int = 0, downsample: str = "stride"):
+                 num_classes: int = 0, mbstd: int = 0, downsample: str = "stride", d_input: str = "image"):
         super().__init__()
         if downsample not in DOWNSAMPLING:
             raise ValueError(f"downsample {downsample!r}: choose from {', '.join(DOWNSAMPLING)}")
+        if d_input not in D_INPUTS:
+            raise ValueError(f"d_input {d_input!r}: choose from {', '.join(D_INPUTS)}")
         down = DOWNSAMPLING[downsample]
         base, _ = size_plan(resolution)
         widths = _widths(resolution, width)[::-1]
@@ -310,7 +338,8 @@ class Discriminator(nn.Module):
             layer = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn)
             return spectral_norm(layer) if sn else layer
 
-        layers: list[nn.Module] = [*down(conv(channels, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+        view, c_in = D_INPUTS[d_input](channels)
+        layers: list[nn.Module] = [*view, *down(conv(c_in, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in itertools.pairwise(widths):
             layers += down(conv(c_in, c_out, 4, 2, 1))
             if not sn:
@@ -349,7 +378,7 @@ def build_models(spec: RunSpec) -> tuple[Generator, Discriminator]:
     o = spec.options
     G = build_generator(spec)
     return G, Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes, o.mbstd,
-                            o.downsample)
+                            o.downsample, o.d_input)
 
 
 def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:

@@ -82,6 +82,9 @@ class TrainOptions:
                          "source for the finest texture; the noise map is part of each seed's latent)")
     downsample: str = opt("stride", "how D halves its maps: stride (4x4 stride-2 convs, the DCGAN paper) | "
                           "blur (the [1,3,3,1] low-pass first: no aliasing of G's pixel patterns)")
+    d_input: str = opt("image", "what D looks at: image | image+fine (also the image's fine detail, the "
+                       "image minus a Gaussian low-pass of sigma 1.5 px, as more channels: the texture a "
+                       "classifier told fakes by)")
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
                      "spread, against partial mode collapse", 0)
     noise: bool = opt(False, "per-pixel noise inputs in G after its BatchNorms on maps up to a quarter of "
@@ -145,6 +148,9 @@ class TrainOptions:
         check(self.rgb_layer in RGB_LAYERS,
               f"--rgb-layer {self.rgb_layer!r}: choose {', '.join(RGB_LAYERS)}")
 
+        from .models import D_INPUTS
+
+        check(self.d_input in D_INPUTS, f"--d-input {self.d_input!r}: choose {' or '.join(D_INPUTS)}")
         check(self.downsample in DOWNSAMPLING,
               f"--downsample {self.downsample!r}: choose {' or '.join(DOWNSAMPLING)}")
         check(self.mbstd != 1, "--mbstd 1: must be 0 (off) or a group size of at least 2")

@@ -7,7 +7,15 @@ import torch
 from torch import nn
 
 from dcgan.errors import UserError
-from dcgan.models import Discriminator, Generator, MinibatchStd, NearestUpConv2d, NoiseInput, size_plan
+from dcgan.models import (
+    Discriminator,
+    Generator,
+    MinibatchStd,
+    NearestUpConv2d,
+    NoiseInput,
+    WithFineDetail,
+    size_plan,
+)
 
 
 @pytest.mark.parametrize("resolution", [32, 40, 64, 128, 160, 256, 512])
@@ -265,3 +273,24 @@ def test_noise_inputs_start_silent_and_reach_every_normalised_map() -> None:
         G(torch.randn(2, 16))
     conditional = Generator(32, 16, 8, 3, num_classes=2, noise=True).eval()
     assert conditional(torch.randn(2, conditional.latent_dim), torch.tensor([0, 1])).shape == (2, 3, 32, 32)
+
+
+def test_d_input_image_fine_shows_d_the_fine_detail_as_more_channels() -> None:
+    # `--d-input image+fine`: D's first conv sees the image and its fine detail (the image minus the
+    # Gaussian low-pass of dcgan.bands, the C2ST's fine view): twice the channels, no other weights.
+    from dcgan.bands import coarse
+
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    out = WithFineDetail()(x)
+    assert out.shape == (2, 6, 16, 16) and torch.equal(out[:, :3], x)
+    assert torch.allclose(out[:, 3:] + coarse(x), x, atol=1e-6)
+    assert WithFineDetail()(torch.full((1, 3, 16, 16), 0.3))[:, 3:].abs().max() < 1e-6  # flat: no detail
+    plain, both = Discriminator(32, 8, 3), Discriminator(32, 8, 3, d_input="image+fine")
+    count = [sum(p.numel() for p in d.parameters()) for d in (plain, both)]
+    assert count[1] - count[0] == 3 * 8 * 4 * 4  # the first conv's three extra input channels
+    assert both.main[1].in_channels == 6 and plain.main[0].in_channels == 3
+    image = torch.randn(2, 3, 32, 32, requires_grad=True)
+    both(image).sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="d_input 'edges'"):
+        Discriminator(32, d_input="edges")

@@ -144,7 +144,9 @@ def test_noise_inputs_are_part_of_each_seeds_latent(tmp_path: Path) -> None:
     assert load_generator(classic)[0].latent_dim == 16  # z alone
     # small-data: the coarse maps' noise and the full-size map of its conv-noise RGB layer
     small = train_tiny(tmp_path / "small", 1, "--preset", "small-data")
-    assert "EMA 0.95, noise inputs at 4, 8, 32 px" in (small / "log.txt").read_text()
+    assert "dcgan D on image, DiffAugment translation, EMA 0.95, noise inputs at 4, 8, 32 px" in (
+        small / "log.txt").read_text()
+    assert "dcgan D on image, DiffAugment none" in (classic / "log.txt").read_text()
     assert load_generator(small)[0].latent_dim == 16 + 4 * 4 + 8 * 8 + 32 * 32
     G, _, _ = load_generator(out)
     assert G.latent_dim == 16 + 4 * 4 + 8 * 8 and G.noise_sizes == [4, 8]

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .. import bands as split
 from ..errors import UserError
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class C2STOptions:
     reference: bool = True  # also run reals vs reals (two random halves)
     surest: int = 32  # fakes in the "surest" grid
     bands: bool = False  # also test a coarse (low-pass) and a fine (high-pass) view of both sets
-    band_sigma: float = 1.5  # the Gaussian (pixels) that splits the two views
+    band_sigma: float = split.SIGMA  # the Gaussian (pixels) that splits the two views
 
 
 def classifier(channels: int = 3, width: int = 16) -> nn.Module:
@@ -72,20 +73,9 @@ def _tensor(images: np.ndarray) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def _coarse(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Shape and colour: the image under a Gaussian low-pass (torchvision's, reflected edges)."""
-    from torchvision.transforms.functional import gaussian_blur
-
-    radius = max(1, int(np.ceil(3 * sigma)))
-    return gaussian_blur(x, [2 * radius + 1] * 2, [sigma, sigma])
-
-
-def _fine(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Fine texture: what the low-pass removes (image minus `_coarse`), so the two views add up."""
-    return x - _coarse(x, sigma)
-
-
-BAND_VIEWS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {"coarse": _coarse, "fine": _fine}
+# The split is dcgan.bands' (shared with D's fine-detail input).
+BAND_VIEWS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {
+    "coarse": split.coarse, "fine": split.fine}
 
 
 def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -227,10 +227,10 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
         log.info("resuming %s at step %d of %d on %d process(es)", run_dir, trainer.step, options.steps,
                  dist.world)
     else:
-        log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d; preset %s: %s loss, %s D, "
-                 "DiffAugment %s, EMA %s, noise inputs %s", len(data), data.resolution, data.resolution,
+        log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d; preset %s: %s loss, %s D on "
+                 "%s, DiffAugment %s, EMA %s, noise inputs %s", len(data), data.resolution, data.resolution,
                  options.training_images, options.steps, options.batch_size, trainer.device, dist.world,
-                 options.preset, options.loss, options.arch, options.diffaug, options.ema,
+                 options.preset, options.loss, options.arch, options.d_input, options.diffaug, options.ema,
                  "at " + ", ".join(map(str, trainer.G.noise_sizes)) + " px" if trainer.G.noise_sizes
                  else "off")
         if spec.compression is not None:
