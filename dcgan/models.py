@@ -293,9 +293,10 @@ class WithFineDetail(nn.Module):
     """Appends the image's fine detail (the image minus its Gaussian low-pass, `dcgan.bands`) as
     more channels: (N, C, H, W) -> (N, 2C, H, W).
 
-    A linear view D's first conv could in principle learn, but D learns it late or not at all: the
+    A linear view D's first conv could in principle learn, but at a short budget it does not: the
     fine texture was what gave fakes away to the C2ST (its fine view), and with the texture spelled
-    out D pushes G to put it where the reals have it (docs/quality.md).
+    out D pushes G to put it where the reals have it. It fooled the C2ST more often but cost recall
+    (docs/quality.md), so it is an option, not the small-data default.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -319,7 +320,8 @@ class Discriminator(nn.Module):
 
     Strided convs with LeakyReLU 0.2. `arch="dcgan"` uses BatchNorm after every hidden conv but
     the first (the DCGAN paper); `arch="sngan"` puts spectral normalisation on every layer and no
-    BatchNorm (Miyato et al. 2018), which keeps D smooth and pairs well with hinge loss.
+    BatchNorm (Miyato et al. 2018), which keeps D smooth and pairs well with hinge loss. `d_input`
+    (a `D_INPUTS` name) says what the first conv sees: the image, or the image and its fine detail.
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, channels: int = 3, arch: str = "dcgan",
@@ -338,8 +340,9 @@ class Discriminator(nn.Module):
             layer = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn)
             return spectral_norm(layer) if sn else layer
 
-        view, c_in = D_INPUTS[d_input](channels)
-        layers: list[nn.Module] = [*view, *down(conv(c_in, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+        view, view_channels = D_INPUTS[d_input](channels)
+        layers: list[nn.Module] = [*view, *down(conv(view_channels, widths[0], 4, 2, 1)),
+                                   nn.LeakyReLU(0.2, True)]
         for c_in, c_out in itertools.pairwise(widths):
             layers += down(conv(c_in, c_out, 4, 2, 1))
             if not sn:
