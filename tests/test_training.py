@@ -429,3 +429,17 @@ def test_a_failed_start_leaves_output_dir_as_it_was(tmp_path: Path) -> None:
     # --overwrite with bad input must not have deleted the good run before finding the input bad
     assert "Error:" in error_of("training", empty, 2, 4, out, *TINY, "--overwrite")
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_a_run_whose_d_sees_the_fine_detail_resumes_and_generates(tmp_path: Path) -> None:
+    # `--d-input image+fine` is saved with the run, so resume rebuilds D with its 6-channel first
+    # conv (a plain D would not fit the checkpoint) and generate is unaffected.
+    out = train_tiny(tmp_path / "run", 2, "--d-input", "image+fine")
+    assert "D on image+fine" in (out / "log.txt").read_text()
+    assert json.loads((out / "options.json").read_text())["d_input"] == "image+fine"
+    first = next(w for w in load_checkpoint(out)["D"].values() if w.dim() == 4)  # the first conv's kernel
+    assert first.shape[1] == 6  # RGB + its fine detail
+    run("resume", out, "--steps", 3, "--quiet")
+    assert load_checkpoint(out)["step"] == 3
+    run("generate", out, 2, tmp_path / "fakes", "--quiet")
+    assert len(list((tmp_path / "fakes").iterdir())) == 2
