@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .bands import coarse
+
 
 def _bce(logits: Tensor, target: float) -> Tensor:
     return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, target))
@@ -106,6 +108,24 @@ LOSSES: dict[str, Loss] = {
     "ralsgan": Loss(ralsgan_d, ralsgan_g, g_needs_real=True),
     "rahinge": Loss(rahinge_d, rahinge_g, g_needs_real=True, uses_targets=False),
 }
+
+
+def mode_seeking(fake: Tensor, z: Tensor) -> Tensor:
+    """The mode-seeking term of MSGAN (Mao et al. 2019): the latent distance over the image distance
+    between the batch's two halves (mean absolute differences), paired image by image.
+
+    Added to G's loss with `--mode-seeking`: G is penalised for giving two different latents similar
+    images, which is how a GAN drops the rarer looks of a small set (lower recall). The images are
+    compared in their coarse view (`bands.coarse`: shape, colour, layout), so that G earns its
+    distance with different looks, not with different per-pixel speckle from its noise inputs.
+    """
+    half = fake.shape[0] // 2
+    if half == 0:  # one image (a rank's slice of a tiny batch): no pair to compare
+        return fake.float().sum() * 0.0
+    looks = coarse(fake.float())
+    images = (looks[:half] - looks[half:2 * half]).abs().mean()
+    latents = (z[:half].float() - z[half:2 * half].float()).abs().mean()
+    return latents / (images + 1e-5 * latents)
 
 
 def _grad_norm_penalty(discriminator: Callable[[Tensor], Tensor], points: Tensor,

@@ -295,8 +295,9 @@ class WithFineDetail(nn.Module):
 
     A linear view D's first conv could in principle learn, but at a short budget it does not: the
     fine texture was what gave fakes away to the C2ST (its fine view), and with the texture spelled
-    out D pushes G to put it where the reals have it. It fooled the C2ST more often but cost recall
-    (docs/quality.md), so it is an option, not the small-data default.
+    out D pushes G to put it where the reals have it. Alone it fooled the C2ST more often but cost
+    recall (a sharper D, fewer looks); `small-data` pairs it with `--mode-seeking`, which wins the
+    recall back (docs/quality.md).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -90,6 +90,9 @@ class TrainOptions:
     noise: bool = opt(False, "per-pixel noise inputs in G after its BatchNorms on maps up to a quarter of "
                       "the image size (StyleGAN's, coarse maps only): a random source for texture; the "
                       "noise maps are part of each seed's latent")
+    mode_seeking: float = opt(0.0, "weight of MSGAN's mode-seeking term in G's loss (Mao et al. 2019): G is "
+                              "penalised for giving two latents similar images, against losing the rarer "
+                              "looks (recall); 0 = off", 0)
     loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
     gp: str = opt("none", "gradient penalty: none | wgan | dragan | r1")
     gp_weight: float = opt(10.0, "weight of the gradient penalty", 0)
@@ -280,10 +283,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # (D cannot memorise the few reals), resize-conv (translation alone left a checkerboard), a faster G
     # and a short EMA (smoother samples; a long one averages away the rarer looks, losing recall); then
     # noise inputs on the coarse maps and in a full-size RGB layer: random sources for texture, which G
-    # otherwise paints as a grain that a classifier tells from the reals' skin.
+    # otherwise paints as a grain that a classifier tells from the reals' skin; D shown the fine detail
+    # that still gave the fakes away, and mode seeking on the looks, which wins back the recall a
+    # sharper D alone costs.
     "small-data": {"arch": "dcgan", "loss": "bce", "ema": 0.95, "diffaug": "translation", "lr_g": 4e-4,
                    "lr_d": 2e-4, "gp": "none", "upsample": "resize", "rgb_layer": "conv-noise",
-                   "noise": True},
+                   "noise": True, "d_input": "image+fine", "mode_seeking": 0.3},
     # The literature's recipe for small sets at long budgets (SNGAN discriminator, hinge loss,
     # DiffAugment, EMA; Zhao et al. 2020); not better at the CPU budget of docs/quality.md.
     "sngan-diffaug": {"arch": "sngan", "loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from dcgan.losses import GRADIENT_PENALTIES, LOSSES
+from dcgan.losses import GRADIENT_PENALTIES, LOSSES, mode_seeking
 
 LN2 = math.log(2)
 
@@ -113,3 +113,41 @@ def test_dragan_penalises_points_between_each_real_image_and_its_perturbed_copy(
     # alpha is drawn per image: the mean offsets spread out rather than all sitting at alpha = 1
     per_image = offset.mean(1)
     assert float(per_image.min()) < 0.3 * float(per_image.max())
+
+
+def test_mode_seeking_is_latent_distance_over_image_distance_between_the_halves() -> None:
+    fake = torch.cat([torch.zeros(2, 3, 16, 16), torch.full((2, 3, 16, 16), 0.5)])
+    z = torch.cat([torch.zeros(2, 8), torch.ones(2, 8)])
+    assert float(mode_seeking(fake, z)) == pytest.approx(1.0 / 0.5, rel=1e-4)
+    # Pairs are image i with image i + N/2, not any two images: the same images reordered so that
+    # each pair is identical give the largest value instead.
+    paired = fake[[0, 2, 1, 3]]
+    assert float(mode_seeking(paired, z)) > 1e4
+
+
+def test_mode_seeking_pushes_two_latents_images_apart() -> None:
+    fake = (0.1 * torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
+    z = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
+    before = mode_seeking(fake, z)
+    before.backward()
+    moved = (fake - 0.01 * fake.grad).detach()  # one gradient step, as G's optimiser would take
+    assert (moved[:4] - moved[4:]).abs().mean() > (fake[:4] - fake[4:]).abs().mean()
+    assert float(mode_seeking(moved, z)) < float(before)
+
+
+def test_mode_seeking_on_one_image_is_zero_not_nan() -> None:
+    fake = torch.ones(1, 3, 16, 16, requires_grad=True)
+    value = mode_seeking(fake, torch.ones(1, 8))
+    value.backward()
+    assert float(value) == 0.0 and torch.isfinite(fake.grad).all()
+
+
+def test_mode_seeking_counts_different_looks_not_different_speckle() -> None:
+    # Halves that differ by a one-pixel checkerboard (speckle, the fine view) are "the same look";
+    # halves that differ by a flat colour shift of the same size are not.
+    checker = (torch.arange(16)[:, None] + torch.arange(16)[None, :]) % 2 * 1.0 - 0.5  # +-0.5
+    z = torch.cat([torch.zeros(2, 8), torch.ones(2, 8)])
+    speckled = torch.cat([torch.zeros(2, 3, 16, 16), checker.expand(2, 3, 16, 16)])
+    recoloured = torch.cat([torch.zeros(2, 3, 16, 16), torch.full((2, 3, 16, 16), 0.5)])
+    assert float(mode_seeking(recoloured, z)) == pytest.approx(2.0, rel=1e-3)
+    assert float(mode_seeking(speckled, z)) > 10 * float(mode_seeking(recoloured, z))

@@ -17,14 +17,15 @@ BAD = {
     "steps": "0", "batch_size": "0", "resolution": "8", "z_dim": "0", "g_channels": "0", "d_channels": "0",
     "arch": "resnet", "upsample": "bilinear", "downsample": "max", "rgb_layer": "tanh",
     "d_input": "edges",
-    "mbstd": "-1", "loss": "nope", "gp": "nope", "gp_weight": "-1",
+    "mbstd": "-1", "mode_seeking": "-0.5", "loss": "nope", "gp": "nope", "gp_weight": "-1",
     "label_smoothing": "0", "lr_g": "-1", "lr_d": "0", "beta1": "2", "beta2": "1", "d_steps": "0",
     "ema": "1", "seed": "-1", "log_every": "-1", "sample_every": "-1", "checkpoint_every": "-1",
     "device": "tpu", "precision": "fp8", "grid_size": "0", "max_memory_gb": "-1", "preset": "magic",
     "diffaug": "blur", "eval_every": "-1", "eval_images": "3",
 }
 # Values click lets through (its ranges compare, and NaN compares false): TrainOptions refuses them.
-PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf"}
+PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf",
+              "mode_seeking": "nan"}
 FLAGS_WITHOUT_VALUE = {"grayscale", "keep_checkpoints", "channels_last", "conditional", "sync_bn", "compile",
                        "noise"}
 

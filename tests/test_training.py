@@ -82,12 +82,13 @@ VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2",
 # optimiser moments) must survive a resume.
 CLASSIC = ["--preset", "classic", "--label-smoothing", "0.9", "--downsample", "blur", "--rgb-layer", "conv"]
 WGAN_GP = ["--preset", "classic", "--loss", "wgan", "--gp", "wgan", "--lr-d", "1e-4"]
-DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90,translation-reflect"]
+DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90,translation-reflect",
+          "--mode-seeking", "1"]
 
 
 @pytest.mark.parametrize("extra", [[], VARIANT, CLASSIC, WGAN_GP, DRAGAN],
                          ids=["sngan-diffaug", "ragan-sngan-r1-resize-mbstd-noise", "classic", "wgan-gp",
-                              "dragan-diffaug"])
+                              "dragan-diffaug-modeseeking"])
 def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 6, *extra)
     split = train_tiny(tmp_path / "b", 3, *extra)
@@ -140,12 +141,12 @@ def test_noise_inputs_are_part_of_each_seeds_latent(tmp_path: Path) -> None:
     out = train_tiny(tmp_path / "run", 2, "--noise", "--upsample", "resize")
     assert "noise inputs at 4, 8 px" in (out / "log.txt").read_text()
     classic = train_tiny(tmp_path / "classic", 1, "--preset", "classic")
-    assert "EMA 0.0, noise inputs off" in (classic / "log.txt").read_text()
+    assert "EMA 0.0, noise inputs off, mode seeking off" in (classic / "log.txt").read_text()
     assert load_generator(classic)[0].latent_dim == 16  # z alone
     # small-data: the coarse maps' noise and the full-size map of its conv-noise RGB layer
     small = train_tiny(tmp_path / "small", 1, "--preset", "small-data")
-    assert "dcgan D on image, DiffAugment translation, EMA 0.95, noise inputs at 4, 8, 32 px" in (
-        small / "log.txt").read_text()
+    assert ("dcgan D on image+fine, DiffAugment translation, EMA 0.95, noise inputs at 4, 8, 32 px, "
+            "mode seeking 0.3") in (small / "log.txt").read_text()
     assert "dcgan D on image, DiffAugment none" in (classic / "log.txt").read_text()
     assert load_generator(small)[0].latent_dim == 16 + 4 * 4 + 8 * 8 + 32 * 32
     G, _, _ = load_generator(out)
@@ -162,19 +163,27 @@ def test_noise_inputs_are_part_of_each_seeds_latent(tmp_path: Path) -> None:
 
 
 def test_runs_saved_before_upsample_existed_still_resume_and_generate(tmp_path: Path) -> None:
-    # Runs of earlier versions have no `upsample` in their options: they were transposed-conv
-    # generators, whatever `small-data` now picks, and must load as such.
-    out = train_tiny(tmp_path / "old", 2, "--preset", "small-data", "--upsample", "transpose")
+    # Runs of earlier versions have no `upsample`, `d_input` or `mode_seeking` in their options: they
+    # were transposed-conv generators with a D on the image alone and no mode seeking, whatever
+    # `small-data` now picks, and must load as such.
+    old = ("upsample", "d_input", "mode_seeking")
+    out = train_tiny(tmp_path / "old", 2, "--preset", "small-data", "--upsample", "transpose",
+                     "--d-input", "image", "--mode-seeking", "0")
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    del ckpt["options"]["upsample"]
+    for name in old:
+        del ckpt["options"][name]
     torch.save(ckpt, out / "checkpoint.pt")
     options = json.loads((out / "options.json").read_text())
-    del options["upsample"]
+    for name in old:
+        del options[name]
     (out / "options.json").write_text(json.dumps(options))
     run("generate", out, 2, tmp_path / "fakes", "--quiet")
     assert len(list((tmp_path / "fakes").glob("*.png"))) == 2
-    run("resume", out, "--steps", 3, "--quiet")
-    assert load_checkpoint(out)["step"] == 3
+    run("resume", out, "--steps", 3, "--quiet")  # a 6-channel D would not take the 3-channel checkpoint
+    resumed = load_checkpoint(out)
+    assert resumed["step"] == 3
+    assert {name: resumed["options"][name] for name in old} == {
+        "upsample": "transpose", "d_input": "image", "mode_seeking": 0.0}
 
 
 def as_saved_before_the_spec(run_dir: Path) -> None:
@@ -443,3 +452,15 @@ def test_a_run_whose_d_sees_the_fine_detail_resumes_and_generates(tmp_path: Path
     assert load_checkpoint(out)["step"] == 3
     run("generate", out, 2, tmp_path / "fakes", "--quiet")
     assert len(list((tmp_path / "fakes").iterdir())) == 2
+
+
+def test_mode_seeking_adds_its_term_to_gs_loss(tmp_path: Path) -> None:
+    # Same seed: the first D update is the same, so G's first loss differs by exactly the weighted
+    # term, which is positive (a latent distance over an image distance).
+    def first_loss_g(out: Path) -> float:
+        return json.loads((out / "stats.jsonl").read_text().splitlines()[0])["loss_g"]
+
+    plain = train_tiny(tmp_path / "plain", 1, "--log-every", "1")
+    seeking = train_tiny(tmp_path / "seeking", 1, "--log-every", "1", "--mode-seeking", "2")
+    assert json.loads((seeking / "options.json").read_text())["mode_seeking"] == 2.0
+    assert first_loss_g(seeking) > first_loss_g(plain) + 0.1

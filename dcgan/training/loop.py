@@ -228,11 +228,12 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
                  dist.world)
     else:
         log.info("training on %d images of %dx%d (%s), %d steps of %d on %s x%d; preset %s: %s loss, %s D on "
-                 "%s, DiffAugment %s, EMA %s, noise inputs %s", len(data), data.resolution, data.resolution,
-                 options.training_images, options.steps, options.batch_size, trainer.device, dist.world,
-                 options.preset, options.loss, options.arch, options.d_input, options.diffaug, options.ema,
+                 "%s, DiffAugment %s, EMA %s, noise inputs %s, mode seeking %s", len(data), data.resolution,
+                 data.resolution, options.training_images, options.steps, options.batch_size, trainer.device,
+                 dist.world, options.preset, options.loss, options.arch, options.d_input, options.diffaug,
+                 options.ema,
                  "at " + ", ".join(map(str, trainer.G.noise_sizes)) + " px" if trainer.G.noise_sizes
-                 else "off")
+                 else "off", options.mode_seeking or "off")
         if spec.compression is not None:
             log.info("training images stored as %s: generate writes %s", spec.compression.describe(),
                      "JPEGs alike" if spec.compression.is_jpeg else "PNGs")

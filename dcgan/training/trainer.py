@@ -22,7 +22,7 @@ from torch import nn
 
 from ..diffaug import make_augment
 from ..errors import UserError
-from ..losses import GRADIENT_PENALTIES, LOSSES
+from ..losses import GRADIENT_PENALTIES, LOSSES, mode_seeking
 from ..models import Discriminator, Generator, build_models
 from ..options import TrainOptions
 from ..spec import RunSpec
@@ -164,7 +164,8 @@ class Trainer:
         self.opt_d.step()
         return loss_d.detach(), d_real.detach().mean(), d_fake.detach().mean()
 
-    def g_update(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    def g_update(self, real: torch.Tensor, fake: torch.Tensor, z: torch.Tensor,
+                 y: torch.Tensor | None) -> torch.Tensor:
         loss_fn = LOSSES[self.options.loss]
         # G's step needs no gradients for D's weights (a third less work), and calls the raw D:
         # D's DDP wrapper would wait for gradients that never come.
@@ -177,6 +178,8 @@ class Trainer:
                     with torch.no_grad():
                         d_real = self.D(self.aug(real), y).float()
             loss_g = loss_fn.g(d_real, d_fake)
+            if self.options.mode_seeking > 0:
+                loss_g = loss_g + self.options.mode_seeking * mode_seeking(fake, z)
             self.opt_g.zero_grad(set_to_none=True)
             loss_g.backward()
             self.opt_g.step()
@@ -192,10 +195,11 @@ class Trainer:
                 fake = self.G_train(self.latents(), y)
             self.d_update(real, fake, y)
         real, y = self.real_batch()
+        z = self.latents()
         with self.autocast():
-            fake = self.G_train(self.latents(), y)  # fake labels = the real batch's labels
+            fake = self.G_train(z, y)  # fake labels = the real batch's labels
         loss_d, d_real, d_fake = self.d_update(real, fake, y)
-        loss_g = self.g_update(real, fake, y)  # reuses this fake, as the DCGAN reference does
+        loss_g = self.g_update(real, fake, z, y)  # reuses this fake, as the DCGAN reference does
         self.update_ema()
         self.step += 1
         return torch.stack(StepStats(loss_d, loss_g, d_real, d_fake)).float()
