@@ -48,8 +48,9 @@ def score(real: object, fake_dir: Path, c2st: bool = True) -> dict[str, float]:
     reals = real.images  # type: ignore[attr-defined]
     swd = sliced_wasserstein(reals, fake)["mean"]
     precision, recall = precision_recall(pr_features(reals), pr_features(fake))
+    spectrum = spectrum_report(reals, fake)
     out = {"swd": swd, "precision": precision, "recall": recall,
-           "spectrum": spectrum_report(reals, fake)["top_band_ratio"]}
+           "spectrum": spectrum["top_band_ratio"], "peak": spectrum["peak_ratio"]}
     if c2st:
         out["c2st"] = two_sample_test(reals, fake, C2STOptions())["accuracy"]
     return out
@@ -58,8 +59,10 @@ def score(real: object, fake_dir: Path, c2st: bool = True) -> dict[str, float]:
 def reference(real: object, c2st: bool = True) -> str:
     """What indistinguishable scores: two halves of the reals against each other."""
     reals = real.images  # type: ignore[attr-defined]
-    spec = spectrum_report(reals, reals)["real_halves"]
-    line = f"reals vs reals: spectrum ratio of halves {spec['min']:.3f} - {spec['max']:.3f}"
+    halves = spectrum_report(reals, reals)
+    spec, peak = halves["real_halves"], halves["real_halves_peak"]
+    line = (f"reals vs reals: spectrum ratio of halves {spec['min']:.3f} - {spec['max']:.3f}, "
+            f"peak {peak['min']:.2f} - {peak['max']:.2f}")
     if c2st:
         r = c2st_report(reals, reals, C2STOptions(surest=0))["real_vs_real"]
         line += (f"; C2ST {r['accuracy']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] "
@@ -93,7 +96,8 @@ def main() -> None:
         for folder in args.score:
             s = score(real, Path(folder), not args.no_c2st)
             print(f"{folder}: SWD {s['swd']:.1f}  precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
-                  f"spectrum {s['spectrum']:.3f}" + (f"  C2ST {s['c2st']:.3f}" if "c2st" in s else ""),
+                  f"spectrum {s['spectrum']:.3f}  peak {s['peak']:.2f}"
+                  + (f"  C2ST {s['c2st']:.3f}" if "c2st" in s else ""),
                   flush=True)
         return
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="isic-gan-quality-"))
@@ -112,7 +116,7 @@ def main() -> None:
             s = score(real, fakes, not args.no_c2st)
             results.setdefault(preset, []).append(s)
             print(f"{name:>10} seed {seed}: SWD {s['swd']:7.1f}  precision {s['precision']:.3f}  "
-                  f"recall {s['recall']:.3f}  spectrum {s['spectrum']:.3f}"
+                  f"recall {s['recall']:.3f}  spectrum {s['spectrum']:.3f}  peak {s['peak']:.2f}"
                   + (f"  C2ST {s['c2st']:.3f}" if "c2st" in s else "") + f"  ({minutes:.1f} min)", flush=True)
             if seed == args.seeds.split(",")[0]:
                 DOCS.mkdir(parents=True, exist_ok=True)
@@ -120,12 +124,13 @@ def main() -> None:
                 cli("gancontrol.py", "generate", run, 64, overview, "--overview", "--quiet")
                 grid = next(overview.glob("overview_*.png"))
                 shutil.copyfile(grid, DOCS / f"quality_{name}.png")
-    print("\npreset       SWD (mean of seeds)  precision  recall  spectrum   C2ST")
+    print("\npreset       SWD (mean of seeds)  precision  recall  spectrum  peak (max)   C2ST")
     for preset, rs in results.items():
         swd, p, r, sp = (statistics.mean(x[k] for x in rs)
                          for k in ("swd", "precision", "recall", "spectrum"))
+        peak = max(x["peak"] for x in rs)  # the worst seed: one lattice is one too many
         c2st = f"{statistics.mean(x['c2st'] for x in rs):6.3f}" if "c2st" in rs[0] else "   n/a"
-        print(f"{preset:>10}  {swd:19.1f}  {p:9.3f}  {r:6.3f}  {sp:8.3f}  {c2st}")
+        print(f"{preset:>10}  {swd:19.1f}  {p:9.3f}  {r:6.3f}  {sp:8.3f}  {peak:10.2f}  {c2st}")
     if {"classic", "small-data"} <= results.keys():
         ratio = statistics.mean(r["swd"] for r in results["small-data"]) / statistics.mean(
             r["swd"] for r in results["classic"])

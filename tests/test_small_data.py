@@ -105,6 +105,7 @@ def test_eval_every_logs_quality_and_keeps_best(tmp_path: Path) -> None:
     # A 4-step G is far from the reals: its fine detail is not theirs (4.5x their top-band power
     # when measured), and a classifier tells them apart; the classifier runs only at the end.
     assert all(e["spectrum_ratio"] > 2 for e in evals)
+    assert all(e["spectrum_peak"] >= e["spectrum_ratio"] for e in evals)  # one frequency >= a band's mean
     assert "c2st_accuracy" not in evals[0] and evals[1]["c2st_accuracy"] > 0.7
     best = min(evals, key=lambda e: e["swd"])
     assert load_checkpoint(out / "best.pt")["step"] == best["step"]

@@ -470,9 +470,11 @@ def _artifact_entries(report: dict[str, Any], real: QualitySet, fake: QualitySet
     if "spectrum" in chosen:
         from .spectrum import spectrum_plot, spectrum_report
 
-        report["spectrum"] = spectrum_report(real.images, fake.images, opts.seed)
+        report["spectrum"] = spectrum_report(real.images, fake.images, opts.seed, keep_map=bool(figures))
         if figures:
-            report["spectrum"]["plot"] = str(spectrum_plot(report["spectrum"], figures / "spectrum.png"))
+            ratio_map = report["spectrum"].pop("ratio_map")
+            report["spectrum"]["plot"] = str(spectrum_plot(report["spectrum"], figures / "spectrum.png",
+                                                           ratio_map=ratio_map))
     if opts.c2st is not None:
         from .c2st import c2st_report, surest_grid
 

@@ -1,7 +1,8 @@
 """Quality while training: SWD and k-NN precision/recall of the EMA generator against the reals.
 
 Each evaluation also logs the top-band power-spectrum ratio (`spectrum_ratio`, 1 = as much fine
-detail as the reals; cheap), and the last one of a run a small classifier two-sample test
+detail as the reals; cheap) and the peak ratio at one frequency (`spectrum_peak`, high for a periodic
+pattern), and the last one of a run a small classifier two-sample test
 (`c2st_accuracy`: 3 folds, 8 epochs, no reals-vs-reals reference; tens of seconds on a CPU).
 
 Uses the same functions as `img2dist.py quality` (dcgan.analysis.quality), on a fixed subset of
@@ -20,7 +21,7 @@ import torch
 
 from ..analysis.c2st import C2STOptions, two_sample_test
 from ..analysis.quality import pr_features, precision_recall, sliced_wasserstein
-from ..analysis.spectrum import band_ratio, mean_power
+from ..analysis.spectrum import band_ratio, mean_power, peak_ratio
 from ..images import to_uint8
 from ..models import latents_for_seeds
 from .trainer import Trainer
@@ -49,9 +50,11 @@ class Evaluator:
         if trainer.spec.compression is not None:  # score what `generate` writes (JPEG like the reals)
             fake = trainer.spec.compression.roundtrip(fake)
         swd = sliced_wasserstein(self.real, fake)
+        fake_power = mean_power(fake)
         precision, recall = precision_recall(self.real_feats, pr_features(fake))
         record = {"step": trainer.step, "swd": swd["mean"], "precision": precision, "recall": recall,
-                  "spectrum_ratio": band_ratio(mean_power(fake), self.real_power)}
+                  "spectrum_ratio": band_ratio(fake_power, self.real_power),
+                  "spectrum_peak": peak_ratio(fake_power, self.real_power)[0]}
         if trainer.step >= trainer.options.steps and min(len(fake), len(self.real)) >= self.c2st.folds:
             record["c2st_accuracy"] = two_sample_test(self.real, fake, self.c2st)["accuracy"]
         return {**record, "eval_images": len(fake), "eval_seconds": time.perf_counter() - t0}
