@@ -288,7 +288,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # sharper D alone costs.
     "small-data": {"arch": "dcgan", "loss": "bce", "ema": 0.95, "diffaug": "translation", "lr_g": 4e-4,
                    "lr_d": 2e-4, "gp": "none", "upsample": "resize", "rgb_layer": "conv-noise",
-                   "noise": True, "d_input": "image+fine", "mode_seeking": 0.3},
+                   "noise": True, "d_input": "image+fine", "mode_seeking": 0.6},
     # The literature's recipe for small sets at long budgets (SNGAN discriminator, hinge loss,
     # DiffAugment, EMA; Zhao et al. 2020); not better at the CPU budget of docs/quality.md.
     "sngan-diffaug": {"arch": "sngan", "loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,

@@ -49,7 +49,7 @@ def test_training_help_spells_out_the_presets() -> None:
     out = " ".join(output.split()).replace("- ", "-")
     assert ("small-data: arch dcgan, loss bce, ema 0.95, diffaug translation, lr-g 0.0004, lr-d 0.0002, "
             "gp none, upsample resize, rgb-layer conv-noise, noise on, d-input image+fine, "
-            "mode-seeking 0.3") in out
+            "mode-seeking 0.6") in out
     assert "sngan-diffaug: arch sngan, loss hinge, diffaug color,translation,cutout" in out
     assert "classic: arch dcgan, loss bce, ema 0.0" in out  # 0.0 is a number, not "off"
     assert "[default: bce, or the preset's]" in out

@@ -146,7 +146,7 @@ def test_noise_inputs_are_part_of_each_seeds_latent(tmp_path: Path) -> None:
     # small-data: the coarse maps' noise and the full-size map of its conv-noise RGB layer
     small = train_tiny(tmp_path / "small", 1, "--preset", "small-data")
     assert ("dcgan D on image+fine, DiffAugment translation, EMA 0.95, noise inputs at 4, 8, 32 px, "
-            "mode seeking 0.3") in (small / "log.txt").read_text()
+            "mode seeking 0.6") in (small / "log.txt").read_text()
     assert "dcgan D on image, DiffAugment none" in (classic / "log.txt").read_text()
     assert load_generator(small)[0].latent_dim == 16 + 4 * 4 + 8 * 8 + 32 * 32
     G, _, _ = load_generator(out)
