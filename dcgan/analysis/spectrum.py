@@ -104,11 +104,10 @@ def spectrum_report(real: np.ndarray, fake: np.ndarray, seed: int = 0, splits: i
     _, prof_f = radial_profile(pf)
     peak, (py, px) = peak_ratio(pf, pr)
     report = {"top_band": f"f >= {TOP_BAND} cycles/pixel", "top_band_ratio": band_ratio(pf, pr),
-            "real_halves": spread(ref, len(ref)),
-            "peak_ratio": peak, "peak_frequency": [py, px],
-            "peak_period": 1 / float(np.hypot(py, px)),
-            "real_halves_peak": spread(ref_peak, len(ref_peak)),
-            "frequency": freq.tolist(), "real_profile": prof_r.tolist(), "fake_profile": prof_f.tolist()}
+              "real_halves": spread(ref, len(ref)),
+              "peak_ratio": peak, "peak_frequency": [py, px], "peak_period": 1 / float(np.hypot(py, px)),
+              "real_halves_peak": spread(ref_peak, len(ref_peak)),
+              "frequency": freq.tolist(), "real_profile": prof_r.tolist(), "fake_profile": prof_f.tolist()}
     if keep_map:  # an array for the plot, not for the JSON report (a 256 px set would add 65,536 numbers)
         ratio_map = np.divide(pf, pr, out=np.ones_like(pf), where=pr > 0)
         ratio_map.flat[0] = 1.0
