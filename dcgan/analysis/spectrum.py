@@ -66,11 +66,19 @@ def band_ratio(fake_power: np.ndarray, real_power: np.ndarray, low: float = TOP_
     return float(fake_power[band].mean() / real_power[band].mean())
 
 
+def power_ratio(fake_power: np.ndarray, real_power: np.ndarray) -> np.ndarray:
+    """Fakes' over reals' mean power per 2-D frequency (unshifted); 1 where the reals have none
+    and at DC (zero in both after subtracting each image's mean)."""
+    ratio = np.divide(fake_power, real_power, out=np.ones_like(fake_power), where=real_power > 0)
+    ratio.flat[0] = 1.0
+    return ratio
+
+
 def peak_ratio(fake_power: np.ndarray, real_power: np.ndarray) -> tuple[float, tuple[float, float]]:
     """The largest fakes' over reals' mean power at one 2-D frequency (DC excluded), and that
     frequency (fy, fx) in cycles/pixel (the half-plane fx >= 0 of the FFT's symmetric pair)."""
-    ratio = np.divide(fake_power, real_power, out=np.ones_like(fake_power), where=real_power > 0)
-    ratio.flat[0] = 0.0  # DC: zero after subtracting each image's mean
+    ratio = power_ratio(fake_power, real_power)
+    ratio.flat[0] = 0.0  # DC never counts as the peak
     h, w = ratio.shape
     fy, fx = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
     freq = (float(np.fft.fftfreq(h)[fy]), float(np.fft.fftfreq(w)[fx]))
@@ -109,9 +117,7 @@ def spectrum_report(real: np.ndarray, fake: np.ndarray, seed: int = 0, splits: i
               "real_halves_peak": spread(ref_peak, len(ref_peak)),
               "frequency": freq.tolist(), "real_profile": prof_r.tolist(), "fake_profile": prof_f.tolist()}
     if keep_map:  # an array for the plot, not for the JSON report (a 256 px set would add 65,536 numbers)
-        ratio_map = np.divide(pf, pr, out=np.ones_like(pf), where=pr > 0)
-        ratio_map.flat[0] = 1.0
-        report["ratio_map"] = np.fft.fftshift(ratio_map)
+        report["ratio_map"] = np.fft.fftshift(power_ratio(pf, pr))
     return report
 
 
