@@ -8,8 +8,9 @@ training_data/, resized) with the same CPU budget for each preset (same steps an
 each, then scores 400 generated images against the reals with the measures of `img2dist.py
 quality`: the sliced Wasserstein distance on Laplacian-pyramid patches (x 1e3, lower is better),
 k-NN precision/recall on 16x16 downscaled pixels, the top-band power-spectrum ratio (1 = like the
-reals) and the classifier two-sample test (5-fold held-out accuracy, 0.5 = indistinguishable; a few
-CPU minutes per run, `--no-c2st` skips it), with two halves of the reals as the reference of both.
+reals) and the classifier two-sample test's judge panel (5-fold held-out accuracy of each judge, 0.5 =
+indistinguishable; the strongest judge is the verdict; about 13 CPU minutes per run on 2 cores,
+`--no-c2st` skips it), with two halves of the reals as the reference of all.
 `--train-args "--upsample blur"` adds flags to every training run (`--label` names them);
 `--score FAKES...` scores existing folders of generated images instead of training. The
 overview grids of the runs (seed 0) are copied to docs/images/ for docs/quality.md. When
@@ -31,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan.analysis.c2st import C2STOptions, c2st_report, two_sample_test  # noqa: E402
+from dcgan.analysis.c2st import C2STOptions, panel_test, reference_test, strongest  # noqa: E402
 from dcgan.analysis.quality import load_quality_set, pr_features, precision_recall, sliced_wasserstein  # noqa: E402
 from dcgan.analysis.spectrum import spectrum_report  # noqa: E402
 
@@ -52,8 +53,21 @@ def score(real: object, fake_dir: Path, c2st: bool = True) -> dict[str, float]:
     out = {"swd": swd, "precision": precision, "recall": recall,
            "spectrum": spectrum["top_band_ratio"], "peak": spectrum["peak_ratio"]}
     if c2st:
-        out["c2st"] = two_sample_test(reals, fake, C2STOptions())["accuracy"]
+        # The judge panel; the strongest judge is the verdict (`c2st`), each judge's figure beside it.
+        panel = panel_test(reals, fake, C2STOptions())
+        best = strongest(panel)
+        out.update(c2st=panel[best]["accuracy"], c2st_judge=best,
+                   **{f"c2st_{j}": r["accuracy"] for j, r in panel.items()})
     return out
+
+
+def panel_text(s: dict[str, float]) -> str:
+    """'  C2ST 0.942 (full-res; strided 0.69, ...)' for a score with the panel, else ''."""
+    if "c2st" not in s:
+        return ""
+    others = ", ".join(f"{k[5:]} {v:.3f}" for k, v in s.items()
+                       if k.startswith("c2st_") and k != "c2st_judge")
+    return f"  C2ST {s['c2st']:.3f} ({s['c2st_judge']}; {others})"
 
 
 def reference(real: object, c2st: bool = True) -> str:
@@ -64,9 +78,12 @@ def reference(real: object, c2st: bool = True) -> str:
     line = (f"reals vs reals: spectrum ratio of halves {spec['min']:.3f} - {spec['max']:.3f}, "
             f"peak {peak['min']:.2f} - {peak['max']:.2f}")
     if c2st:
-        r = c2st_report(reals, reals, C2STOptions(surest=0))["real_vs_real"]
-        line += (f"; C2ST {r['accuracy']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}] "
-                 f"({r['images_per_set']} vs {r['images_per_set']})")
+        refs = reference_test(reals, C2STOptions())
+        n = next(iter(refs.values()))["images_per_set"]
+        line += (f"; C2ST judges ({n} vs {n}): "
+                 + ", ".join(f"{j} {r['accuracy']:.3f} [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]"
+                             for j, r in refs.items())
+                 + f"; max {max(r['accuracy'] for r in refs.values()):.3f}")
     return line
 
 
@@ -96,9 +113,7 @@ def main() -> None:
         for folder in args.score:
             s = score(real, Path(folder), not args.no_c2st)
             print(f"{folder}: SWD {s['swd']:.1f}  precision {s['precision']:.3f}  recall {s['recall']:.3f}  "
-                  f"spectrum {s['spectrum']:.3f}  peak {s['peak']:.2f}"
-                  + (f"  C2ST {s['c2st']:.3f}" if "c2st" in s else ""),
-                  flush=True)
+                  f"spectrum {s['spectrum']:.3f}  peak {s['peak']:.2f}" + panel_text(s), flush=True)
         return
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="isic-gan-quality-"))
     results: dict[str, list[dict[str, float]]] = {}
@@ -117,14 +132,14 @@ def main() -> None:
             results.setdefault(preset, []).append(s)
             print(f"{name:>10} seed {seed}: SWD {s['swd']:7.1f}  precision {s['precision']:.3f}  "
                   f"recall {s['recall']:.3f}  spectrum {s['spectrum']:.3f}  peak {s['peak']:.2f}"
-                  + (f"  C2ST {s['c2st']:.3f}" if "c2st" in s else "") + f"  ({minutes:.1f} min)", flush=True)
+                  + panel_text(s) + f"  ({minutes:.1f} min)", flush=True)
             if seed == args.seeds.split(",")[0]:
                 DOCS.mkdir(parents=True, exist_ok=True)
                 overview = work / f"{name}-overview"
                 cli("gancontrol.py", "generate", run, 64, overview, "--overview", "--quiet")
                 grid = next(overview.glob("overview_*.png"))
                 shutil.copyfile(grid, DOCS / f"quality_{name}.png")
-    print("\npreset       SWD (mean of seeds)  precision  recall  spectrum  peak (max)   C2ST")
+    print("\npreset       SWD (mean of seeds)  precision  recall  spectrum  peak (max)   C2ST (strongest)")
     for preset, rs in results.items():
         swd, p, r, sp = (statistics.mean(x[k] for x in rs)
                          for k in ("swd", "precision", "recall", "spectrum"))

@@ -205,3 +205,27 @@ def test_frechet_distance_matches_the_textbook_formula(n: int) -> None:
     expected = (((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s_a) + np.trace(s_b)
                 - 2 * np.sqrt(np.clip(np.linalg.eigvals(s_a @ s_b).real, 0, None)).sum())
     assert frechet_distance(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_measures_that_need_many_images_say_so(tmp_path: Path) -> None:
+    """Few images: a note for precision/recall (and FID when computed); none with enough images or
+    when the measure was not asked for."""
+    from dcgan.analysis.quality import FEW_FOR_FID, FEW_FOR_PR, few_images_notes
+
+    pr_only = QualityOptions(metrics=["precision-recall"])
+    notes = few_images_notes(54, ["precision-recall"], pr_only)
+    assert len(notes) == 1 and "precision/recall from 54 images per set" in notes[0]
+    assert few_images_notes(FEW_FOR_PR, ["precision-recall"], pr_only) == []
+    assert few_images_notes(54, ["swd"], pr_only) == []
+    with_fid = QualityOptions(inception_weights="w.pth")
+    fid = few_images_notes(FEW_FOR_PR, ["fid-kid"], with_fid)
+    assert len(fid) == 1 and "FID from 100 images per set is biased upward" in fid[0]
+    assert few_images_notes(FEW_FOR_FID, ["fid-kid", "precision-recall"], with_fid) == []
+    assert few_images_notes(54, ["fid-kid"], QualityOptions()) == []  # FID skipped: nothing to say
+    for i in range(5):
+        make_image(tmp_path / "reals" / f"r{i}.png", size=(32, 32), seed=i)
+        make_image(tmp_path / "fakes" / f"f{i}.png", size=(32, 32), seed=10 + i)
+    report = quality_report(str(tmp_path / "reals"), str(tmp_path / "fakes"),
+                            QualityOptions(metrics=["precision-recall"], pr_k=2))
+    assert any("precision/recall from 5 images" in n for n in report["notes"])
+    assert "note: precision/recall from 5 images" in format_quality(report)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from dcgan.analysis.judges import JUDGES
 from dcgan.training.checkpoint import load_checkpoint
 from tests.conftest import TRAINING_DATA
 from tests.test_training import error_of, run, train_tiny
@@ -107,6 +108,10 @@ def test_eval_every_logs_quality_and_keeps_best(tmp_path: Path) -> None:
     assert all(e["spectrum_ratio"] > 2 for e in evals)
     assert all(e["spectrum_peak"] >= e["spectrum_ratio"] for e in evals)  # one frequency >= a band's mean
     assert "c2st_accuracy" not in evals[0] and evals[1]["c2st_accuracy"] > 0.7
+    panel = {k[5:]: v for k, v in evals[1].items() if k.startswith("c2st_") and k not in ("c2st_accuracy",
+                                                                                          "c2st_judge")}
+    assert set(panel) == set(JUDGES) and evals[1]["c2st_accuracy"] == max(panel.values())
+    assert panel[evals[1]["c2st_judge"]] == evals[1]["c2st_accuracy"]  # the strongest judge decides
     best = min(evals, key=lambda e: e["swd"])
     assert load_checkpoint(out / "best.pt")["step"] == best["step"]
     assert "SWD" in (out / "log.txt").read_text()

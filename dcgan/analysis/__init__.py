@@ -12,7 +12,8 @@
   quality.py   paired piqa measures, sliced Wasserstein distance, k-NN precision/recall
   inception.py optional FID/KID from a local Inception-v3 state_dict
   spectrum.py  azimuthally averaged power spectra: top-band ratio of fakes vs reals, plot
-  c2st.py      classifier two-sample test: k-fold CNN accuracy of fakes vs reals, surest-fakes grid
+  judges.py    the two-sample test's judges: small classifiers of different families (registry)
+  c2st.py      classifier two-sample test: k-fold accuracy of each judge, the strongest as verdict
 
 Importing this package (or color, features, embed, quality) loads numpy only: torch, piqa,
 matplotlib, scipy and scikit-learn are imported inside the functions that need them, so the CLI

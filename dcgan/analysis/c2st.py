@@ -17,6 +17,7 @@ from `seed` (on one machine with one thread count: float summation order depends
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,43 +27,26 @@ import numpy as np
 
 from .. import bands as split
 from ..errors import UserError
+from .judges import DEFAULT_JUDGES, JUDGES, Judge, check_judges
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
 
 @dataclass
 class C2STOptions:
     folds: int = 5
     epochs: int = 12
-    width: int = 16  # channels of the first conv, doubled per layer (32 costs 4x the time)
+    width: int | None = None  # override every CNN judge's first-layer width (None: each its own)
     batch_size: int = 32
     lr: float = 1e-3
     seed: int = 0
     confidence: float = 0.95
-    reference: bool = True  # also run reals vs reals (two random halves)
+    reference: bool = True  # also run reals vs reals (two random halves), for every judge
     surest: int = 32  # fakes in the "surest" grid
     bands: bool = False  # also test a coarse (low-pass) and a fine (high-pass) view of both sets
     band_sigma: float = split.SIGMA  # the Gaussian (pixels) that splits the two views
-
-
-def classifier(channels: int = 3, width: int = 16) -> nn.Module:
-    """Three stride-2 3x3 convs with BatchNorm and LeakyReLU, global average pool, one logit.
-
-    Small on purpose: a few hundred images per set, a few CPU minutes. Global pooling makes it
-    look at what is everywhere in an image (texture, color) as much as at a layout.
-    """
-    from torch import nn
-
-    layers: list[nn.Module] = []
-    c_in = channels
-    for i in range(3):
-        c_out = width * 2 ** i
-        layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
-        c_in = c_out
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, 1)]
-    return nn.Sequential(*layers)
+    judges: tuple[str, ...] = DEFAULT_JUDGES  # the panel (names in judges.JUDGES); the strongest decides
 
 
 def _tensor(images: np.ndarray) -> torch.Tensor:
@@ -89,14 +73,15 @@ def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def _fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, opts: C2STOptions,
-                 seed: int) -> np.ndarray:
-    """Train a fresh classifier; the probability that each test image is a fake (label 1)."""
+                 seed: int, judge: Judge) -> np.ndarray:
+    """Train a fresh CNN judge; the probability that each test image is a fake (label 1)."""
     import torch
 
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):  # the weights' init, without touching the caller's RNG
         torch.manual_seed(seed)
-        net = classifier(x_train.shape[1], opts.width).to(memory_format=torch.channels_last)
+        assert judge.network is not None
+        net = judge.network(x_train.shape[1], opts.width or judge.width).to(memory_format=torch.channels_last)
     optim = torch.optim.Adam(net.parameters(), lr=opts.lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     n = len(x_train)
@@ -119,11 +104,24 @@ def _fit_predict(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Ten
     return torch.sigmoid(logits / 4).numpy()
 
 
-def two_sample_test(a: np.ndarray, b: np.ndarray, opts: C2STOptions,
-                    view: str | None = None) -> dict[str, Any]:
-    """Held-out accuracy of telling set `b` (label 1) from set `a` (label 0), uint8 (N, H, W, C).
+def _judge_inputs(images: np.ndarray, judge: Judge, opts: C2STOptions, view: str | None) -> Any:
+    """What the judge is trained on, computed once for all folds: its statistics, or its view."""
+    import torch
 
-    `view` (a `BAND_VIEWS` name) shows the classifier only that band of every image, the same
+    if judge.features is not None:
+        return judge.features(images)
+    x = judge.view(_tensor(images))
+    if view is not None:
+        x = BAND_VIEWS[view](x, opts.band_sigma)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def two_sample_test(a: np.ndarray, b: np.ndarray, opts: C2STOptions, view: str | None = None,
+                    judge: str = "strided") -> dict[str, Any]:
+    """Held-out accuracy of telling set `b` (label 1) from set `a` (label 0), uint8 (N, H, W, C), by
+    one judge (a `judges.JUDGES` name).
+
+    `view` (a `BAND_VIEWS` name) shows a CNN judge only that band of every image, the same
     filter on both sets; the folds and the seeds stay those of the full-image test.
 
     The larger set is subsampled to the smaller one's size (seeded), so that chance is exactly
@@ -140,18 +138,27 @@ def two_sample_test(a: np.ndarray, b: np.ndarray, opts: C2STOptions,
                         f"(--c2st-folds), got {n}")
     if a.shape[1:] != b.shape[1:]:
         raise ValueError(f"image sets differ in shape: {a.shape[1:]} vs {b.shape[1:]}")
+    spec = JUDGES[judge]
+    if view is not None and spec.features is not None:
+        raise ValueError(f"judge {judge!r} reads statistics, not a band view")
+    started = time.perf_counter()
     rng = np.random.default_rng(opts.seed)
     ia = np.sort(rng.choice(len(a), n, replace=False))
     ib = np.sort(rng.choice(len(b), n, replace=False))
-    x = _tensor(np.concatenate([a[ia], b[ib]]))
-    if view is not None:
-        x = BAND_VIEWS[view](x, opts.band_sigma).contiguous(memory_format=torch.channels_last)
+    x = _judge_inputs(np.concatenate([a[ia], b[ib]]), spec, opts, view)
     y = np.r_[np.zeros(n), np.ones(n)]
     yt = torch.from_numpy(y).float()
     prob = np.empty(2 * n)
     folds = StratifiedKFold(opts.folds, shuffle=True, random_state=opts.seed)
     for k, (train, test) in enumerate(folds.split(np.zeros(2 * n), y)):
-        prob[test] = _fit_predict(x[train], yt[train], x[test], opts, opts.seed * 1000 + k)
+        seed = opts.seed * 1000 + k
+        if spec.features is not None:
+            from .judges import statistics_model
+
+            model = statistics_model(seed).fit(x[train], y[train])  # type: ignore[attr-defined]
+            prob[test] = model.predict_proba(x[test])[:, 1]  # type: ignore[attr-defined]
+        else:
+            prob[test] = _fit_predict(x[train], yt[train], x[test], opts, seed, spec)
     correct = int(((prob > 0.5) == (y == 1)).sum())
     # Each image is predicted once, by a classifier that never saw it: 2n Bernoulli trials, as in
     # Lopez-Paz & Oquab's test. Two-sided interval; one-sided p-value (below 0.5 is chance too).
@@ -160,47 +167,124 @@ def two_sample_test(a: np.ndarray, b: np.ndarray, opts: C2STOptions,
     return {"accuracy": correct / (2 * n), "ci": [float(ci.low), float(ci.high)],
             "p_value": float(p_value), "images_per_set": n, "correct": correct,
             "prob_a": prob[:n].tolist(), "prob_b": prob[n:].tolist(),
-            "index_a": ia.tolist(), "index_b": ib.tolist()}
+            "index_a": ia.tolist(), "index_b": ib.tolist(), "seconds": time.perf_counter() - started}
 
 
 SUMMARY = ("accuracy", "ci", "p_value", "images_per_set", "correct")  # what the report keeps of a test
+TIGHT = 0.05  # half-width of the interval below which a test that finds nothing can say "alike"
+
+
+def images_for_half_width(half_width: float = TIGHT, confidence: float = 0.95) -> int:
+    """Images per set for a Wilson interval this tight around 0.5 (normal approximation: the
+    accuracy of 2n trials has standard error 0.5 / sqrt(2n))."""
+    from scipy.stats import norm
+
+    z = norm.ppf(0.5 + confidence / 2)
+    return int(np.ceil((z * 0.5 / half_width) ** 2 / 2))
+
+
+def power_note(summary: dict[str, Any], confidence: float = 0.95) -> str | None:
+    """Why a test that found nothing does not say "alike": its interval is too wide. None when the
+    test detected the fakes (p below 1 - confidence) or the interval is tight enough."""
+    low, high = summary["ci"]
+    if summary["p_value"] < 1 - confidence or (high - low) / 2 <= TIGHT:
+        return None
+    n = summary["images_per_set"]
+    return (f"cannot tell: with {n} vs {n} images the interval [{low:.3f}, {high:.3f}] holds both "
+            f"chance and a judge that is right {high:.0%} of the time; about "
+            f"{images_for_half_width(TIGHT, confidence)} images per set narrow it to +-{TIGHT}")
+
+
+def panel_test(a: np.ndarray, b: np.ndarray, opts: C2STOptions) -> dict[str, dict[str, Any]]:
+    """Every judge of opts.judges on the same sets, folds and seeds: {judge: two_sample_test}."""
+    return {name: two_sample_test(a, b, opts, judge=name) for name in check_judges(opts.judges)}
+
+
+def strongest(results: dict[str, dict[str, Any]]) -> str:
+    """The judge with the highest held-out accuracy (the first in panel order on ties)."""
+    return max(results, key=lambda j: results[j]["accuracy"])
+
+
+def verdict(fake_vs_real: dict[str, dict[str, Any]], real_vs_real: dict[str, dict[str, Any]] | None,
+            confidence: float = 0.95) -> dict[str, Any]:
+    """The strongest judge (highest held-out accuracy; the first in panel order on ties) decides.
+
+    Its p-value is Bonferroni-corrected for the number of judges (the best of k tests finds
+    something by chance k times as often), and the panel's reals-vs-reals baseline is the
+    strongest judge's own and the maximum over the judges, which the verdict's accuracy is to be
+    read against.
+    """
+    name = strongest(fake_vs_real)
+    best = {k: fake_vs_real[name][k] for k in SUMMARY}
+    best["p_value"] = min(1.0, best["p_value"] * len(fake_vs_real))
+    out = {"judge": name, **best}
+    if real_vs_real:
+        ok = [r for r in real_vs_real.values() if "error" not in r]
+        if name in real_vs_real and "error" not in real_vs_real[name]:
+            out["real_vs_real"] = real_vs_real[name]["accuracy"]
+        if ok:
+            out["real_vs_real_max"] = max(r["accuracy"] for r in ok)
+    return out
+
+
+def reference_test(real: np.ndarray, opts: C2STOptions) -> dict[str, dict[str, Any]]:
+    """Every judge on two random halves of the reals (seeded): what "indistinguishable" scores with
+    this many images, per judge; {judge: summary, or {"error": why}}."""
+    rng = np.random.default_rng(opts.seed + 1)
+    perm = rng.permutation(len(real))
+    half = len(real) // 2
+    if half < opts.folds:
+        return {name: {"error": f"too few reals for two halves of {opts.folds} or more"}
+                for name in check_judges(opts.judges)}
+    a, b = real[perm[:half]], real[perm[half: 2 * half]]
+    return {name: {k: r[k] for k in SUMMARY} for name, r in panel_test(a, b, opts).items()}
 
 
 def c2st_report(real: np.ndarray, fake: np.ndarray, opts: C2STOptions,
                 fake_names: list[str] | None = None) -> dict[str, Any]:
-    """Reals vs fakes, and (opts.reference) two halves of the reals vs each other, JSON-ready.
+    """The panel on reals vs fakes, and (opts.reference) on two halves of the reals, JSON-ready.
 
-    `surest_fakes` lists the fakes the classifier called fake most confidently, surest first
+    `judges` holds each judge's figures, `verdict` the strongest; `fake_vs_real` and `real_vs_real`
+    are the strongest judge's (the keys of the one-classifier test of earlier versions).
+    `surest_fakes` / `surest_reals` list the images the strongest judge was surest about
     (`fake_names[i]` or the index), for `surest_grid`.
     """
-    main = two_sample_test(real, fake, opts)
+    tests = panel_test(real, fake, opts)
+    refs = reference_test(real, opts) if opts.reference else {}
+    decision = verdict(tests, refs or None, opts.confidence)
+    main = tests[decision["judge"]]
     order = np.argsort(-np.asarray(main["prob_b"]), kind="stable")[: opts.surest]
     surest = [{"index": int(main["index_b"][i]), "prob_fake": float(main["prob_b"][i]),
                **({"file": fake_names[main["index_b"][i]]} if fake_names else {})} for i in order]
+    real_order = np.argsort(np.asarray(main["prob_a"]), kind="stable")[: opts.surest]
+    surest_reals = [{"index": int(main["index_a"][i]), "prob_fake": float(main["prob_a"][i])}
+                    for i in real_order]
     out: dict[str, Any] = {
-        "method": f"{opts.folds}-fold CNN classifier (3 convs, flips), Wilson {opts.confidence:.0%} interval",
+        "method": (f"{opts.folds}-fold classifiers trained from scratch (flips), a panel of "
+                   f"{len(opts.judges)}, the strongest decides; Wilson {opts.confidence:.0%} intervals"),
         "options": asdict(opts),
+        "judges": {name: {"why": JUDGES[name].why, "seconds": tests[name]["seconds"],
+                          "fake_vs_real": {k: tests[name][k] for k in SUMMARY},
+                          **({"real_vs_real": refs[name]} if name in refs else {})}
+                   for name in opts.judges},
+        "verdict": decision,
         "fake_vs_real": {k: main[k] for k in SUMMARY},
-        "surest_fakes": surest}
+        "surest_fakes": surest, "surest_reals": surest_reals}
+    if decision["judge"] in refs:
+        out["real_vs_real"] = refs[decision["judge"]]
     if opts.bands:
-        # Which scale gives the fakes away: the same test on a low-pass and a high-pass view.
-        out["bands"] = {"sigma": opts.band_sigma, **{
+        # Which scale gives the fakes away: the original judge on a low-pass and a high-pass view.
+        out["bands"] = {"sigma": opts.band_sigma, "judge": "strided", **{
             name: {k: v for k, v in two_sample_test(real, fake, opts, view=name).items() if k in SUMMARY}
             for name in BAND_VIEWS}}
-    if opts.reference:
-        rng = np.random.default_rng(opts.seed + 1)
-        perm = rng.permutation(len(real))
-        half = len(real) // 2
-        if half >= opts.folds:
-            ref = two_sample_test(real[perm[:half]], real[perm[half: 2 * half]], opts)
-            out["real_vs_real"] = {k: ref[k] for k in SUMMARY}
-        else:
-            out["real_vs_real"] = {"error": f"too few reals for two halves of {opts.folds} or more"}
     return out
 
 
-def surest_grid(fake: np.ndarray, report: dict[str, Any], path: str | Path) -> Path:
-    """A PNG grid of the fakes the classifier was surest about (surest first, row by row)."""
+def surest_grid(fake: np.ndarray, report: dict[str, Any], path: str | Path,
+                real: np.ndarray | None = None) -> Path:
+    """A PNG grid of the fakes the strongest judge was surest about (surest first, row by row) and,
+    when `real` is given, beside it (after a white gap) the reals it was surest were real: what
+    gives the fakes away next to what it takes for real."""
     import torch
     from PIL import Image
     from torchvision.utils import make_grid
@@ -208,29 +292,63 @@ def surest_grid(fake: np.ndarray, report: dict[str, Any], path: str | Path) -> P
     from ..files import atomic_path
 
     idx = [s["index"] for s in report["surest_fakes"]]
-    x = torch.from_numpy(np.ascontiguousarray(fake[idx])).permute(0, 3, 1, 2)
-    grid = make_grid(x, nrow=int(np.ceil(np.sqrt(len(idx)))), padding=2, pad_value=255)
+    nrow = int(np.ceil(np.sqrt(len(idx))))
+
+    def grid_of(images: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        return make_grid(x, nrow=nrow, padding=2, pad_value=255)
+
+    grid = grid_of(fake[idx])
+    if real is not None and report.get("surest_reals"):
+        reals = grid_of(real[[s["index"] for s in report["surest_reals"][: len(idx)]]])
+        height = max(grid.shape[1], reals.shape[1])
+        pad = lambda g: torch.nn.functional.pad(g, (0, 0, 0, height - g.shape[1]), value=255)  # noqa: E731
+        gap = torch.full((3, height, 2 * fake.shape[2] // 4), 255, dtype=grid.dtype)
+        grid = torch.cat([pad(grid), gap, pad(reals)], 2)
     path = Path(path)
     with atomic_path(path) as tmp:
         Image.fromarray(grid.permute(1, 2, 0).numpy()).save(tmp, format="PNG")
     return path
 
 
-def format_c2st(entry: dict[str, Any]) -> list[str]:
-    """Lines for the plain-text quality report."""
-    def line(name: str, r: dict[str, Any]) -> str:
-        if "error" in r:
-            return f"  {name:<15} n/a: {r['error']}"
-        return (f"  {name:<15} accuracy {r['accuracy']:.3f}  [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]  "
-                f"p {r['p_value']:.2g}  ({r['images_per_set']} vs {r['images_per_set']})")
+def _line(name: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"  {name:<15} n/a: {r['error']}"
+    return (f"  {name:<15} accuracy {r['accuracy']:.3f}  [{r['ci'][0]:.3f}, {r['ci'][1]:.3f}]  "
+            f"p {r['p_value']:.2g}  ({r['images_per_set']} vs {r['images_per_set']})")
 
-    lines = [f"classifier two-sample test ({entry['method']}; 0.5 = indistinguishable)",
-             line("fakes vs reals", entry["fake_vs_real"])]
-    if "real_vs_real" in entry:
-        lines.append(line("reals vs reals", entry["real_vs_real"]))
+
+def format_c2st(entry: dict[str, Any]) -> list[str]:
+    """Lines for the plain-text quality report: one line per judge (fakes, then its reals-vs-reals
+    baseline), the verdict, and a plain "cannot tell" when the verdict lacks the images to decide."""
+    confidence = entry.get("options", {}).get("confidence", 0.95)
+    lines = [f"classifier two-sample test ({entry['method']}; 0.5 = indistinguishable)"]
+    if "judges" not in entry:  # a report of the one-classifier test of earlier versions
+        lines.append(_line("fakes vs reals", entry["fake_vs_real"]))
+        if "real_vs_real" in entry:
+            lines.append(_line("reals vs reals", entry["real_vs_real"]))
+    else:
+        lines.append(f"  {'judge':<12} {'fakes vs reals':<32}{'time':>8}{'':<4} reals vs reals")
+        for name, j in entry["judges"].items():
+            f = j["fake_vs_real"]
+            ref = j.get("real_vs_real")
+            ref_text = ("" if ref is None else f"n/a: {ref['error']}" if "error" in ref
+                        else f"{ref['accuracy']:.3f} [{ref['ci'][0]:.3f}, {ref['ci'][1]:.3f}]")
+            lines.append(f"  {name:<12} {f['accuracy']:.3f} [{f['ci'][0]:.3f}, {f['ci'][1]:.3f}] "
+                         f"p {f['p_value']:<8.2g}{j.get('seconds', 0):>6.0f} s{'':<4} {ref_text}")
+        v = entry["verdict"]
+        base = (f"; reals vs reals {v['real_vs_real']:.3f} (panel max {v['real_vs_real_max']:.3f})"
+                if "real_vs_real" in v else "")
+        lines.append(f"  verdict: {v['judge']} (the strongest) {v['accuracy']:.3f} "
+                     f"[{v['ci'][0]:.3f}, {v['ci'][1]:.3f}], p {v['p_value']:.2g} corrected for "
+                     f"{len(entry['judges'])} judge{'s' * (len(entry['judges']) > 1)} "
+                     f"({v['images_per_set']} vs {v['images_per_set']}){base}")
+        note = power_note(v, confidence)
+        if note:
+            lines.append(f"  {note}")
     if "bands" in entry:
         sigma = entry["bands"]["sigma"]
-        lines += [line("coarse view", entry["bands"]["coarse"])
-                  + f"  shape and colour (Gaussian low-pass, sigma {sigma:g} px)",
-                  line("fine view", entry["bands"]["fine"]) + "  texture (the image minus that low-pass)"]
+        lines += [_line("coarse view", entry["bands"]["coarse"])
+                  + f"  shape and colour (Gaussian low-pass, sigma {sigma:g} px; strided judge)",
+                  _line("fine view", entry["bands"]["fine"]) + "  texture (the image minus that low-pass)"]
     return lines

@@ -438,6 +438,7 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
     report: dict[str, Any] = {
         "real": {**_set_info(real), "compression": stored["real"].describe()},
         "fake": {**_set_info(fake), "compression": stored["fake"].describe()}, "size": [w, h], "notes": notes}
+    notes += few_images_notes(min(len(real.paths), len(fake.paths)), chosen, opts)
     paired = [m for m in chosen if m in PAIRED_METRICS]
     if paired:
         report["paired"] = paired_measures(real.images, fake.images, paired, opts.seed, opts.batch_size)
@@ -461,6 +462,25 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
     return report
 
 
+FEW_FOR_PR = 100  # k-NN precision/recall: below this many images per set, k neighbours span the set
+FEW_FOR_FID = 2048  # FID: fewer images than Inception features leave the covariance rank-deficient
+
+
+def few_images_notes(n: int, chosen: list[str], opts: QualityOptions) -> list[str]:
+    """What the measures that need many images cannot say with `n` per set (the classifier test
+    says it beside its verdict, with the count it would need)."""
+    notes = []
+    if "precision-recall" in chosen and n < FEW_FOR_PR:
+        notes.append(f"precision/recall from {n} images per set: each image's k-NN radius spans a large "
+                     f"part of the set, so the figures move with the draw; compare sets only at equal "
+                     f"counts, and use {FEW_FOR_PR} or more per set to rank them")
+    if "fid-kid" in chosen and opts.inception_weights and n < FEW_FOR_FID:
+        notes.append(f"FID from {n} images per set is biased upward (fewer images than the {FEW_FOR_FID} "
+                     "Inception features: a rank-deficient covariance); compare FIDs only at equal "
+                     "counts, or read KID, which is unbiased")
+    return notes
+
+
 def _artifact_entries(report: dict[str, Any], real: QualitySet, fake: QualitySet, chosen: list[str],
                       opts: QualityOptions) -> None:
     """The spectral ratio (`spectrum.py`) and, with opts.c2st, the classifier test (`c2st.py`)."""
@@ -480,7 +500,7 @@ def _artifact_entries(report: dict[str, Any], real: QualitySet, fake: QualitySet
 
         report["c2st"] = c2st_report(real.images, fake.images, opts.c2st, [str(p) for p in fake.paths])
         if figures:
-            grid = surest_grid(fake.images, report["c2st"], figures / "c2st_surest_fakes.png")
+            grid = surest_grid(fake.images, report["c2st"], figures / "c2st_surest_fakes.png", real.images)
             report["c2st"]["grid"] = str(grid)
 
 

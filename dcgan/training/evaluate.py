@@ -2,8 +2,9 @@
 
 Each evaluation also logs the top-band power-spectrum ratio (`spectrum_ratio`, 1 = as much fine
 detail as the reals; cheap) and the peak ratio at one frequency (`spectrum_peak`, high for a periodic
-pattern), and the last one of a run a small classifier two-sample test
-(`c2st_accuracy`: 3 folds, 8 epochs, no reals-vs-reals reference; tens of seconds on a CPU).
+pattern), and the last one of a run the classifier two-sample test's judge panel (3 folds, 8
+epochs, no reals-vs-reals reference; a minute or more on a CPU): `c2st_accuracy` is the strongest
+judge's accuracy, `c2st_judge` its name, `c2st_<judge>` each judge's.
 
 Uses the same functions as `img2dist.py quality` (dcgan.analysis.quality), on a fixed subset of
 the training images and fixed latents, so the numbers of successive evaluations are comparable and
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis.c2st import C2STOptions, two_sample_test
+from ..analysis.c2st import C2STOptions, panel_test, strongest
 from ..analysis.quality import pr_features, precision_recall, sliced_wasserstein
 from ..analysis.spectrum import band_ratio, mean_power, peak_ratio
 from ..images import to_uint8
@@ -56,7 +57,10 @@ class Evaluator:
                   "spectrum_ratio": band_ratio(fake_power, self.real_power),
                   "spectrum_peak": peak_ratio(fake_power, self.real_power)[0]}
         if trainer.step >= trainer.options.steps and min(len(fake), len(self.real)) >= self.c2st.folds:
-            record["c2st_accuracy"] = two_sample_test(self.real, fake, self.c2st)["accuracy"]
+            panel = panel_test(self.real, fake, self.c2st)
+            best = strongest(panel)
+            record.update(c2st_accuracy=panel[best]["accuracy"], c2st_judge=best,
+                          **{f"c2st_{j}": r["accuracy"] for j, r in panel.items()})
         return {**record, "eval_images": len(fake), "eval_seconds": time.perf_counter() - t0}
 
     def is_best(self, record: dict[str, Any]) -> bool:
