@@ -31,16 +31,48 @@ def readme_session() -> list[str]:
     return [re.sub(r"\s+#\s.*$", "", line).strip() for line in block.group(1).splitlines() if line.strip()]
 
 
-def fresh_copy(dest: Path) -> Path:
-    """The files a clone would have: tracked and not-ignored ones (no .venv, demo/, caches)."""
-    listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=REPO, capture_output=True, check=True).stdout.decode()
-    for name in filter(None, listing.split("\0")):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
+def tracked_files(repo: Path) -> list[str]:
+    """What git tracks in `repo` (a clone's files); untracked ones, ignored or not, are left out."""
+    listing = subprocess.run(["git", "ls-files", "-z", "--cached"], cwd=repo, capture_output=True,
+                             check=True).stdout.decode()
+    return [name for name in listing.split("\0") if name and (repo / name).is_file()]
+
+
+def fresh_copy(dest: Path, repo: Path = REPO) -> Path:
+    """The files a clone would have: the tracked ones, as they are in the working tree (so that a
+    change not yet committed is tested), never the outputs of a session run in the checkout."""
+    for name in tracked_files(repo):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(repo / name, dest / name)
     return dest
+
+
+def written_but_not_ignored(clone: Path, copied: set[str]) -> list[str]:
+    """Files the session wrote into `clone` that the repository's .gitignore does not cover."""
+    written = sorted(str(p.relative_to(clone)) for p in clone.rglob("*")
+                     if p.is_file() and str(p.relative_to(clone)) not in copied)
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO, text=True,
+                             input="\n".join(written), capture_output=True).stdout.split("\n")
+    return [name for name in written if name not in ignored]
+
+
+def test_the_copy_holds_only_tracked_files(tmp_path: Path) -> None:
+    """A session's leftovers in the checkout (a non-empty fakes/, untracked, not even ignored) stay
+    out of the copy: `generate` there would refuse a non-empty fakes/."""
+    repo = tmp_path / "checkout"
+    (repo / "dcgan").mkdir(parents=True)
+    (repo / "dcgan" / "x.py").write_text("x = 1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(repo)]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run([*git, "add", "dcgan/x.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], check=True)
+    (repo / "dcgan" / "x.py").write_text("x = 2\n")  # changed, not committed: copied as it is now
+    (repo / "fakes").mkdir()
+    (repo / "fakes" / "seed000000.jpg").write_bytes(b"leftover")
+    (repo / "notes.txt").write_text("untracked")
+    clone = fresh_copy(tmp_path / "clone", repo)
+    assert sorted(str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file()) == ["dcgan/x.py"]
+    assert (clone / "dcgan" / "x.py").read_text() == "x = 2\n"
 
 
 def test_the_typical_session_runs_as_written(tmp_path: Path) -> None:
@@ -49,6 +81,7 @@ def test_the_typical_session_runs_as_written(tmp_path: Path) -> None:
         ["isic_dataset.py", "download"], ["isic_dataset.py", "transform"], ["gancontrol.py", "training"],
         ["gancontrol.py", "generate"], ["img2dist.py", "embedding"], ["img2dist.py", "quality"]]
     clone = fresh_copy(tmp_path / "clone")
+    copied = set(tracked_files(REPO))
     assert not (clone / ".venv").exists() and not (clone / "demo").exists()
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1",
            # what `source .venv/bin/activate` does: the environment's python first on PATH
@@ -71,3 +104,5 @@ def test_the_typical_session_runs_as_written(tmp_path: Path) -> None:
     # stored like the training images: `transform` wrote JPEGs at the size trained on
     assert len(list((clone / "fakes").glob("seed*.jpg"))) == 8
     assert (clone / "map.png").is_file() and (clone / "quality.json").is_file()
+    # run in a checkout, the session leaves nothing that `git status` or the next copy would pick up
+    assert written_but_not_ignored(clone, copied) == []
