@@ -19,6 +19,7 @@ try:
     from dcgan.analysis.embed import EMBEDDINGS
     from dcgan.analysis.features import FEATURES
     from dcgan.analysis.judges import DEFAULT_JUDGES, JUDGES, check_judges
+    from dcgan.analysis.inception import WEIGHTS_ENV, WEIGHTS_FILE
     from dcgan.analysis.quality import DISTRIBUTION_METRICS, PAIRED_METRICS, PR_FEATURES
     from dcgan.cli import comma_list, user_errors
     from dcgan.turing.cli import turing, turing_score
@@ -172,7 +173,10 @@ def embedding(output_image: str, image_path: tuple[str, ...], method: str, featu
 @click.option("--pr-feature", type=click.Choice(list(PR_FEATURES)), default="pixels",
               show_default=True, help="Feature for precision/recall (no download needed).")
 @click.option("--inception-weights", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="Local Inception-v3 state_dict for FID/KID (pt_inception-2015-12-05 for comparable FIDs).")
+              envvar=WEIGHTS_ENV, show_envvar=True,
+              help=f"Inception-v3 weights for FID/KID: pytorch-fid's {WEIGHTS_FILE} (from its GitHub "
+                   "release; docs/usage.md says where) for FIDs comparable to papers. Without, FID/KID "
+                   "are skipped.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--c2st", is_flag=True,
               help="Also run the classifier two-sample test: a panel of small classifiers (judges), each "
@@ -203,7 +207,8 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
     Paired measures (piqa: PSNR, SSIM, MS-GMSD, MDSI, HaarPSI) of every fake against a random real;
     the sliced Wasserstein distance of Laplacian-pyramid patches; k-NN precision and recall; the
     top-band ratio of the power spectra (up-sampling artifacts); FID and KID when --inception-weights
-    names a local file (nothing is downloaded); with --c2st, a classifier two-sample test. FID/KID
+    (or $ISIC_GAN_INCEPTION_WEIGHTS) names a local file (nothing is downloaded); with --c2st, a
+    classifier two-sample test. FID/KID
     take every image from its own size straight to 299x299, as pytorch-fid does; the pixel measures
     need one size, so both folders go down to the smaller of their sizes (never up), and the report
     says which.

@@ -116,7 +116,8 @@ class TrainOptions:
     precision: str = opt("auto", "auto | bf16 | fp32 (auto: bf16 where the hardware is fast at it)")
     channels_last: bool = opt(True, "channels_last memory format (faster convolutions)")
     grid_size: int = opt(64, "images in each sample grid (fixed latents)", 1, 1024)
-    max_memory_gb: float = opt(4.0, "larger datasets stream from disk instead of memory", 0)
+    max_memory_gb: float = opt(4.0, "GiB of memory for the decoded images (N x C x R x R bytes); a "
+                               "larger set is decoded again from disk for every batch", 0)
     preset: str = opt("auto", "a recipe that fills in the options you did not set; auto = small-data "
                       "below 5,000 training images, else classic (measured in docs/quality.md)")
     diffaug: str = opt("none", "DiffAugment policy, e.g. color,translation,cutout (none = off)")

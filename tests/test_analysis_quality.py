@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,37 @@ def test_measures_that_need_many_images_say_so(tmp_path: Path) -> None:
                             QualityOptions(metrics=["precision-recall"], pr_k=2))
     assert any("precision/recall from 5 images" in n for n in report["notes"])
     assert "note: precision/recall from 5 images" in format_quality(report)
+
+
+def test_inception_weights_from_the_environment_variable(tmp_path: Path, monkeypatch) -> None:
+    """`quality` takes the weights from ISIC_GAN_INCEPTION_WEIGHTS; the option wins over it, and
+    without either FID/KID are skipped with a note saying where to get the file."""
+    from click.testing import CliRunner
+
+    from dcgan.analysis.inception import WEIGHTS_ENV, WEIGHTS_FILE
+    from img2dist import cli
+
+    weights = _random_fid_inception(tmp_path / WEIGHTS_FILE)
+    for i in range(2):
+        make_image(tmp_path / "reals" / f"r{i}.png", size=(16, 16), seed=i)
+        make_image(tmp_path / "fakes" / f"f{i}.png", size=(16, 16), color=(60 * i, 90, 160))
+    args = ["quality", str(tmp_path / "reals"), str(tmp_path / "fakes"), "--metrics", "fid-kid", "--json"]
+
+    def report(env: dict[str, str], *extra: str) -> dict:
+        out = tmp_path / f"q{len(list(tmp_path.glob('q*.json')))}.json"
+        result = CliRunner().invoke(cli, [*args, str(out), *extra], env=env)
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text())["fid_kid"]
+
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    by_env = report({WEIGHTS_ENV: str(weights)})
+    assert np.isfinite(by_env["fid"]) and "pt_inception" in by_env["protocol"]
+    other = tmp_path / "other.pth"
+    other.write_text("not weights")
+    result = CliRunner().invoke(cli, [*args, str(tmp_path / "o.json"), "--inception-weights", str(other)],
+                                env={WEIGHTS_ENV: str(weights)})
+    assert result.exit_code == 1 and f"{other}: not a loadable state_dict" in result.output  # the option won
+    skipped = report({})["skipped"]
+    assert WEIGHTS_ENV in skipped and WEIGHTS_FILE in skipped and "github.com/mseitzer/pytorch-fid" in skipped
+    result = CliRunner().invoke(cli, [*args, str(tmp_path / "x.json")], env={WEIGHTS_ENV: "/no/such.pth"})
+    assert result.exit_code == 2 and "/no/such.pth" in result.output and "Traceback" not in result.output

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     import torch
 
 FID_CLASSES = 1008  # the TensorFlow Inception graph behind pt_inception has 1008 outputs
+# The weights a user downloads once (pytorch-fid's release asset) and names by option or by this
+# environment variable; the toolkit never downloads at run time.
+WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+WEIGHTS_URL = f"https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_FILE}"
+WEIGHTS_ENV = "ISIC_GAN_INCEPTION_WEIGHTS"
 
 
 def _fid_blocks() -> dict[str, type]:

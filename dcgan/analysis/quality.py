@@ -457,8 +457,11 @@ def quality_report(real_path: str, fake_path: str, opts: QualityOptions) -> dict
             report["fid_kid"] = fid_kid(real.native, fake.native, opts.inception_weights, opts.batch_size,
                                         opts.seed)
         else:
-            report["fid_kid"] = {"skipped": "FID/KID skipped: no --inception-weights FILE given "
-                                            "(nothing is downloaded at run time)"}
+            from .inception import WEIGHTS_ENV, WEIGHTS_FILE, WEIGHTS_URL
+
+            report["fid_kid"] = {"skipped": f"FID/KID skipped: no --inception-weights FILE or {WEIGHTS_ENV} "
+                                            f"given (nothing is downloaded at run time; get {WEIGHTS_FILE} "
+                                            f"once from {WEIGHTS_URL})"}
     return report
 
 
