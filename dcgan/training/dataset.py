@@ -44,6 +44,12 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def describe_classes(self) -> str:
+        """For log.txt: the classes and how many images each has (the rare class is the point)."""
+        counts = torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
+        parts = [f"{name or '(top folder)'} {n}" for name, n in zip(self.class_names, counts, strict=True)]
+        return f"{len(self.class_names)} classes, images per class: {', '.join(parts)}"
+
     def batch(self, indices: torch.Tensor) -> torch.Tensor:
         """uint8 (B, C, R, R) images at `indices`."""
         if self.pixels is not None:

@@ -210,6 +210,7 @@ def _check_data(data: ImageSet, options: TrainOptions, saved: RunSpec | None = N
                         f"and no images directly in the folder; found classes {classes}")
     if saved is not None and list(saved.class_names) != classes:
         raise UserError(f"{where}: classes are now {classes}, the checkpoint has {list(saved.class_names)}")
+    log.info("class-conditional: %s", data.describe_classes())
 
 
 def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None, data: ImageSet,

@@ -114,7 +114,8 @@ class Trainer:
                  "torch.compile" if self.options.compile else "not compiled",
                  "channels_last" if self.options.channels_last else "contiguous (NCHW)"]
         if self.device.type == "cpu":
-            parts.append(f"{torch.get_num_threads()} CPU threads")
+            threads = torch.get_num_threads()
+            parts.append(f"{threads} CPU thread{'s' if threads != 1 else ''}")
         return ", ".join(parts)
 
     # -- data ------------------------------------------------------------------------------
