@@ -107,8 +107,9 @@ def train_options(func: Any) -> Any:
             continue
         flag = "--" + f.name.replace("_", "-")
         tp = _click_type(hints[f.name], f.metadata.get("range"))
-        text = f"{helps[f.name]} [default: {f.default}"
-        text += ", or the preset's]" if f.name in by_preset else "]"
+        text = helps[f.name]  # an option without a default (None) says in its help what happens
+        if f.default is not None:
+            text += f" [default: {f.default}" + (", or the preset's]" if f.name in by_preset else "]")
         if f.name == "preset":
             text += f". {recipes}"
         if tp is bool:

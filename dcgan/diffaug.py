@@ -121,12 +121,13 @@ AUGMENTATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def parse_policy(policy: str) -> list[Callable[[Tensor], Tensor]]:
-    """'color,translation,cutout' -> the functions, in order; 'none' or '' -> []."""
+def parse_policy(policy: str, option: str = "--diffaug") -> list[Callable[[Tensor], Tensor]]:
+    """'color,translation,cutout' -> the functions, in order; 'none' or '' -> []. `option` names
+    where the policy came from in the error (a flag, or a control file's key)."""
     names = [p.strip() for p in policy.split(",") if p.strip() and p.strip() != "none"]
     unknown = [n for n in names if n not in AUGMENTATIONS]
     if unknown:
-        raise UserError(f"--diffaug: unknown augmentation(s) {', '.join(unknown)}; "
+        raise UserError(f"{option}: unknown augmentation(s) {', '.join(unknown)}; "
                         f"choose from {', '.join(AUGMENTATIONS)} or none")
     return [AUGMENTATIONS[n] for n in names]
 

@@ -13,11 +13,13 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .names import GRADIENT_PENALTY_NAMES, LOSS_NAMES
 
 
 def opt(default: Any, help: str, low: float | None = None, high: float | None = None,
@@ -67,7 +69,9 @@ class TrainOptions:
     steps: int = opt(1000, "training cycles: one D update (or --d-steps) + one G update", 1)
     batch_size: int = opt(64, "images per step (the global batch)", 1)
     output_dir: str = opt("", "the run folder")
-    resolution: int | None = opt(None, "image size; None = the images' own size", 16)
+    resolution: int | None = opt(None, "crop and resize the images to this size on load (4 or 5 times a "
+                                 "power of two: 32, 64, 128, 160, 256, ...) [default: the images' own size]",
+                                 16)
     grayscale: bool = opt(False, "train one-channel images")
     z_dim: int = opt(100, "latent size", 1)
     g_channels: int = opt(64, "generator width (channels of its last hidden layer)", 1)
@@ -93,8 +97,8 @@ class TrainOptions:
     mode_seeking: float = opt(0.0, "weight of MSGAN's mode-seeking term in G's loss (Mao et al. 2019): G is "
                               "penalised for giving two latents similar images, against losing the rarer "
                               "looks (recall); 0 = off", 0)
-    loss: str = opt("bce", "a name from dcgan.losses.LOSSES")
-    gp: str = opt("none", "gradient penalty: none | wgan | dragan | r1")
+    loss: str = opt("bce", f"{' | '.join(LOSS_NAMES)} (bce: non-saturating; ra*: relativistic average)")
+    gp: str = opt("none", f"gradient penalty: {' | '.join(GRADIENT_PENALTY_NAMES)}")
     gp_weight: float = opt(10.0, "weight of the gradient penalty", 0)
     label_smoothing: float = opt(1.0, "one-sided: target for real images (0.9 = smoothing)", 0, 1,
                                  low_open=True)
@@ -128,45 +132,53 @@ class TrainOptions:
     compile: bool = opt(False, "torch.compile G and D (fastest on GPUs; slow first steps)")
     user_set: list[str] = field(default_factory=list, metadata={"help": "options given explicitly"})
 
-    def validate(self) -> TrainOptions:
-        """Check the names and ranges; a `UserError` naming the option, else `self` (unchanged)."""
+    def validate(self, label: Callable[[str], str] | None = None) -> TrainOptions:
+        """Check the names and ranges; a `UserError` naming the option, else `self` (unchanged).
+
+        `label` names an option in the message (default: its flag, `--loss`); `merge_options` passes
+        one that names the control file and key for a value that came from the file.
+        """
         from .losses import GRADIENT_PENALTIES, LOSSES
 
-        def check(ok: bool, msg: str) -> None:
-            if not ok:
-                raise UserError(msg)
+        name = label or flag_of
 
-        check(self.loss in LOSSES, f"--loss {self.loss!r}: unknown, choose from {', '.join(LOSSES)}")
-        check(self.gp in GRADIENT_PENALTIES,
-              f"--gp {self.gp!r}: unknown, choose from {', '.join(GRADIENT_PENALTIES)}")
-        check(self.arch in ("dcgan", "sngan"), f"--arch {self.arch!r}: choose dcgan or sngan")
+        def check(ok: bool, key: str, msg: str) -> None:
+            if not ok:
+                raise UserError(f"{name(key)} {msg}")
+
+        check(self.loss in LOSSES, "loss", f"{self.loss!r}: unknown, choose from {', '.join(LOSSES)}")
+        check(self.gp in GRADIENT_PENALTIES, "gp",
+              f"{self.gp!r}: unknown, choose from {', '.join(GRADIENT_PENALTIES)}")
+        check(self.arch in ("dcgan", "sngan"), "arch", f"{self.arch!r}: choose dcgan or sngan")
         from .models import UPSAMPLING
 
-        check(self.upsample in UPSAMPLING, f"--upsample {self.upsample!r}: choose {' or '.join(UPSAMPLING)}")
-        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-              f"--device {self.device!r}: choose auto, cpu or cuda")
-        check(self.precision in ("auto", "bf16", "fp32"), f"--precision {self.precision!r}: auto, bf16, fp32")
-        self.check_ranges()
+        check(self.upsample in UPSAMPLING, "upsample", f"{self.upsample!r}: choose {' or '.join(UPSAMPLING)}")
+        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
+              f"{self.device!r}: choose auto, cpu or cuda")
+        check(self.precision in ("auto", "bf16", "fp32"), "precision",
+              f"{self.precision!r}: auto, bf16, fp32")
+        self.check_ranges(name)
         from .models import DOWNSAMPLING, RGB_LAYERS
 
-        check(self.rgb_layer in RGB_LAYERS,
-              f"--rgb-layer {self.rgb_layer!r}: choose {', '.join(RGB_LAYERS)}")
+        check(self.rgb_layer in RGB_LAYERS, "rgb_layer",
+              f"{self.rgb_layer!r}: choose {', '.join(RGB_LAYERS)}")
 
         from .models import D_INPUTS
 
-        check(self.d_input in D_INPUTS, f"--d-input {self.d_input!r}: choose {' or '.join(D_INPUTS)}")
-        check(self.downsample in DOWNSAMPLING,
-              f"--downsample {self.downsample!r}: choose {' or '.join(DOWNSAMPLING)}")
-        check(self.mbstd != 1, "--mbstd 1: must be 0 (off) or a group size of at least 2")
+        check(self.d_input in D_INPUTS, "d_input", f"{self.d_input!r}: choose {' or '.join(D_INPUTS)}")
+        check(self.downsample in DOWNSAMPLING, "downsample",
+              f"{self.downsample!r}: choose {' or '.join(DOWNSAMPLING)}")
+        check(self.mbstd != 1, "mbstd", "1: must be 0 (off) or a group size of at least 2")
         from .diffaug import parse_policy
 
-        parse_policy(self.diffaug)
-        check(self.preset in PRESETS or self.preset == "auto",
-              f"--preset {self.preset!r}: choose auto, {', '.join(PRESETS)}")
+        parse_policy(self.diffaug, name("diffaug"))
+        check(self.preset in PRESETS or self.preset == "auto", "preset",
+              f"{self.preset!r}: choose auto, {', '.join(PRESETS)}")
         return self
 
-    def check_ranges(self) -> None:
-        """Every numeric option within its declared range (and finite), or a `UserError` naming it.
+    def check_ranges(self, label: Callable[[str], str] | None = None) -> None:
+        """Every numeric option within its declared range (and finite), or a `UserError` naming it
+        (by `label`, as in `validate`).
 
         Called before anything is created, so a bad value never leaves a half-made run folder.
         """
@@ -175,10 +187,8 @@ class TrainOptions:
             if bounds is None or value is None:
                 continue
             if value not in bounds:
-                name = (f.name.upper() if f.name in ("steps", "batch_size")
-                        else "--" + f.name.replace("_", "-"))
                 finite = "" if math.isfinite(value) else "a finite number "
-                raise UserError(f"{name} {value}: must be {finite}{bounds}")
+                raise UserError(f"{(label or flag_of)(f.name)} {value}: must be {finite}{bounds}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -194,6 +204,11 @@ class TrainOptions:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)}")
         hints = typing.get_type_hints(cls)
         return cls(**{k: _coerce(v, hints[k], k, source) for k, v in norm.items()})
+
+
+def flag_of(name: str) -> str:
+    """How the command line spells an option: `lr_g` -> `--lr-g`, the positional `steps` -> `STEPS`."""
+    return name.upper() if name in ("steps", "batch_size") else "--" + name.replace("_", "-")
 
 
 OPTIONS_FILE = "options.json"
@@ -262,14 +277,20 @@ def merge_options(defaults: TrainOptions, yaml_values: dict[str, Any], cli_value
     """Apply YAML values, then the flags given on the command line, over `defaults`.
 
     The names given in either are remembered (`user_set`), so that a preset fills in only what
-    the user left open.
+    the user left open. A bad value is a `UserError` naming where it came from: `source` and the
+    key for a value from the control file, the flag for one from the command line.
     """
     merged = defaults.to_dict()
     TrainOptions.from_dict(yaml_values, source)  # validates the keys
     merged.update(yaml_values)
     merged.update(cli_values)
     merged["user_set"] = sorted(set(yaml_values) | set(cli_values))
-    return TrainOptions.from_dict(merged)
+    from_file = set(yaml_values) - set(cli_values)
+
+    def label(name: str) -> str:
+        return f"{source}: {name.replace('_', '-')}" if name in from_file else flag_of(name)
+
+    return TrainOptions.from_dict(merged).validate(label)
 
 
 # Presets: recipes that set the options a user did not set. Measured in bench/quality.py; the figures,

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -145,3 +146,14 @@ def test_a_command_whose_dependency_is_missing_gets_the_same_one_line(tmp_path: 
     assert out.returncode == 1
     assert out.stderr.startswith("Error: this Python") and "lacks torch" in out.stderr, out.stderr
     assert out.stderr.count("\n") == 1
+
+
+def test_training_option_help_names_its_values_and_hides_no_none() -> None:
+    """--loss lists the loss registry's names (not a module path to look up); an option without a
+    default says what happens instead of "None = ... [default: None]"."""
+    from dcgan.losses import LOSSES
+
+    helps = {p.name: p.help or "" for p in gancontrol.training.params if isinstance(p, click.Option)}
+    assert all(name in helps["loss"] for name in LOSSES) and "dcgan.losses" not in helps["loss"]
+    assert "None" not in helps["resolution"] and "[default: the images' own size]" in helps["resolution"]
+    assert [name for name, text in helps.items() if "default: None" in text] == []

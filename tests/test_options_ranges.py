@@ -67,18 +67,32 @@ def test_values_click_lets_through_are_refused_by_the_options(tmp_path: Path, na
     _check_refused(_args(name, PAST_CLICK[name], tmp_path / "out"), name, tmp_path / "out")
 
 
-@pytest.mark.parametrize("line,flag", [("lr-g: -1", "--lr-g"), ("beta1: 2", "--beta1"),
-                                       ("grid_size: 0", "--grid-size"), ("z-dim: 0", "--z-dim"),
-                                       ("eval-images: 2", "--eval-images"), ("ema: .nan", "--ema")])
-def test_control_file_values_get_the_same_checks(tmp_path: Path, line: str, flag: str) -> None:
+@pytest.mark.parametrize("line,key", [("lr-g: -1", "lr-g -1.0: must be > 0"), ("beta1: 2", "beta1 2"),
+                                      ("grid_size: 0", "grid-size 0"), ("z-dim: 0", "z-dim 0"),
+                                      ("eval-images: 2", "eval-images 2"), ("ema: .nan", "ema nan"),
+                                      ("loss: ragen", "loss 'ragen': unknown, choose from bce,"),
+                                      ("diffaug: color,blur", "diffaug: unknown augmentation(s) blur"),
+                                      ("arch: resnet", "arch 'resnet'"), ("preset: magic", "preset 'magic'")])
+def test_control_file_values_are_checked_and_name_the_file(tmp_path: Path, line: str, key: str) -> None:
+    """A bad value from a control file is reported as the file's key, not as a flag never typed."""
     cfg = tmp_path / "control.yaml"
     cfg.write_text(line + "\n")
     out = tmp_path / "out"
     result = CliRunner().invoke(cli, ["training", str(TRAINING_DATA), "2", "4", str(out),
                                       "--config", str(cfg)])
     assert result.exit_code == 1
-    assert result.output.count("\n") == 1 and result.output.startswith(f"Error: {flag} "), result.output
+    assert result.output.count("\n") == 1 and result.output.startswith(f"Error: {cfg}: {key}"), result.output
     assert not out.exists()
+
+
+def test_a_flag_overriding_a_bad_control_file_value_is_named_as_the_flag(tmp_path: Path) -> None:
+    cfg = tmp_path / "control.yaml"
+    cfg.write_text("loss: ragen\nlr-d: 0\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["training", str(TRAINING_DATA), "2", "4", str(out),
+                                      "--config", str(cfg), "--loss", "hinge", "--lr-d", "nan"])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: --lr-d nan: must be a finite"), result.output
 
 
 def test_a_valid_edge_value_passes_the_checks() -> None:
