@@ -47,6 +47,8 @@ def download(output_path: str, n: int, offset: int, query: str | None, benign_ma
              collection: str | None, thumbnails: bool, api_url: str, workers: int) -> None:
     """Download N images (and metadata.csv, attribution.txt, licenses/) into OUTPUT_PATH.
 
+    An image that fails is named, the others are all written; the exit status is then 1.
+
     \b
     A re-run fetches nothing for the files that its ledger,
     OUTPUT_PATH/.download-state.json, records as complete (a file
@@ -84,6 +86,8 @@ def transform(input_path: str, output_path: str, x: int, y: int, recursive: bool
               grayscale: bool, workers: int | None) -> None:
     """Center-crop every image in INPUT_PATH to the largest X:Y box and resize it to X x Y.
 
+    An unreadable file is named and skipped, the others are all written; the exit status is then 1.
+
     \b
     Example:
       python isic_dataset.py transform ./orig ./data 160 160
@@ -96,6 +100,8 @@ def transform(input_path: str, output_path: str, x: int, y: int, recursive: bool
     for message in summary.skipped:
         click.echo(f"skipped {message}", err=True)
     click.echo(f"transformed {summary.written}, skipped {len(summary.skipped)} -> {output_path}")
+    if summary.skipped:  # as `download` with a failed image: the rest is written, the status says not all
+        raise SystemExit(1)
 
 
 @cli.command()

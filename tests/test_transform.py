@@ -238,9 +238,10 @@ def test_cli_transform(tmp_path: Path) -> None:
     (tmp_path / "in" / "malignant" / "broken.jpg").write_bytes(b"\xff\xd8 nope")
     result = CliRunner().invoke(cli, ["transform", str(tmp_path / "in"), str(tmp_path / "out"), "10", "10",
                                       "--recursive", "--format", "png", "--workers", "1"])
-    assert result.exit_code == 0, result.output
-    assert "transformed 2, skipped 1" in result.stdout
-    assert "skipped" in result.stderr and "broken.jpg" in result.stderr
+    # one rule with `download`: the others are written, and the exit status says not all were
+    assert result.exit_code == 1, result.output
+    assert result.stdout.strip().endswith("transformed 2, skipped 1 -> " + str(tmp_path / "out"))
+    assert "skipped" in result.stderr and "broken.jpg" in result.stderr and "Traceback" not in result.output
     assert files(tmp_path / "out") == ["benign/t.png", "malignant/m.png"]
     assert (np.asarray(Image.open(tmp_path / "out" / "benign" / "t.png")) == (0, 255, 0)).all()
 
