@@ -107,7 +107,9 @@ def distance(src_img: str, dest_img: str, centroids: int, sample_points: float, 
               help="Side of the downscaled images for --features pixels.")
 @click.option("--limits", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Symmetric axis limits: both axes span [-L, L].")
-@click.option("--group", is_flag=True, help="Each IMAGE_PATH is a group with its own color.")
+@click.option("--group/--no-group", default=None,
+              help="Each IMAGE_PATH is a group with its own color and statistics [default: --group when "
+                   "several are given]; --no-group pools them into one.")
 @click.option("--group-labels", is_flag=True,
               help="Name each group at its center (marked +) instead of labelling points; show a legend.")
 @click.option("--skip-labels", is_flag=True, help="No point labels.")
@@ -123,9 +125,9 @@ def distance(src_img: str, dest_img: str, centroids: int, sample_points: float, 
 @click.option("--quiet", "-q", is_flag=True, help="Print no statistics table.")
 @user_errors
 def embedding(output_image: str, image_path: tuple[str, ...], method: str, features: str, centroids: int,
-              sample_points: float, pixel_size: int, limits: float | None, group: bool, group_labels: bool,
-              skip_labels: bool, legend: bool, real: str | None, mds_iterations: int | None, seed: int,
-              cache: str | None, no_cache: bool, quiet: bool) -> None:
+              sample_points: float, pixel_size: int, limits: float | None, group: bool | None,
+              group_labels: bool, skip_labels: bool, legend: bool, real: str | None,
+              mds_iterations: int | None, seed: int, cache: str | None, no_cache: bool, quiet: bool) -> None:
     """Embed the images of IMAGE_PATH... in 2-D and plot them to OUTPUT_IMAGE (png, jpg, pdf, svg).
 
     IMAGE_PATH items are image files or folders (searched recursively). Beside the plot go

@@ -41,7 +41,9 @@ def test_default_labels_every_point_with_its_file_stem(tmp_path: Path, folders: 
     ax = result.figure.axes[0]
     assert sorted(_label_texts(ax)) == sorted([f"real{i}" for i in range(4)] + [f"fake{i}" for i in range(4)])
     assert ax.get_legend() is None
-    assert result.names == ["images"]  # without --group: one group
+    assert result.names == ["reals", "fakes"]  # several folders: a group each, unless --no-group
+    assert _run(tmp_path, folders, group=False).names == ["images"]
+    assert _run(tmp_path, folders[:1]).names == ["reals"]
 
 
 def test_skip_labels(tmp_path: Path, folders: list[str]) -> None:

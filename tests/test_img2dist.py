@@ -219,3 +219,17 @@ def test_quality_command_on_one_folder_of_distinct_images_given_twice(tmp_path: 
         assert ssim[seed] == pytest.approx(float(expected.mean()), abs=1e-6)
         assert (partner != np.arange(n)).any() and ssim[seed] < 0.99
     assert ssim[0] != pytest.approx(ssim[1], abs=1e-6)
+
+
+def test_embedding_of_several_folders_groups_them_by_default(tmp_path: Path, groups: list[Path]) -> None:
+    """`embedding map.png reals fakes` colours and counts each folder apart; --no-group pools them."""
+    def groups_of(out: Path, *flags: str) -> list[str]:
+        result = run("embedding", out, *groups, "--features", "pixels", "-q", *flags)
+        assert result.exit_code == 0, result.output
+        return json.loads(out.with_suffix(".json").read_text())["groups"]
+
+    assert groups_of(tmp_path / "a.png") == ["reals", "fakes"]
+    assert groups_of(tmp_path / "b.png", "--no-group") == ["images"]
+    result = run("embedding", tmp_path / "c.png", *groups, "--no-group", "--real", groups[0])
+    assert result.exit_code == 1
+    assert result.output == "Error: --no-group: --real needs a group per IMAGE_PATH\n"

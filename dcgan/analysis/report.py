@@ -38,7 +38,7 @@ class EmbeddingOptions:
     method: str = "mds"
     feature: FeatureOptions = field(default_factory=FeatureOptions)
     embed: EmbedOptions = field(default_factory=EmbedOptions)
-    group: bool = False
+    group: bool | None = None  # None: a group per IMAGE_PATH if several (or with real, group_labels)
     group_labels: bool = False
     skip_labels: bool = False
     legend: bool = False
@@ -92,7 +92,12 @@ def embed_images(output: str | os.PathLike[str], image_paths: Sequence[str],
         raise UserError(f"unknown --method {opts.method!r}; choose from {', '.join(EMBEDDINGS)}")
     if not image_paths:
         raise UserError("no IMAGE_PATH given")
-    grouped = opts.group or opts.group_labels or opts.real is not None
+    if opts.group is False and (opts.group_labels or opts.real is not None):
+        raise UserError(f"--no-group: {'--real' if opts.real is not None else '--group-labels'} needs a "
+                        "group per IMAGE_PATH")
+    # Several folders are most often reals and fakes: pooled into one colour, they would read as one set.
+    grouped = opts.group if opts.group is not None else (
+        len(image_paths) > 1 or opts.group_labels or opts.real is not None)
     names = group_names(image_paths) if grouped else [group_names(image_paths)[0] if len(image_paths) == 1
                                                       else "images"]
     real = _real_index(opts.real, image_paths, names) if opts.real is not None else None
