@@ -6,13 +6,14 @@ import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
 from .errors import UserError, missing_dependency
-from .files import is_disk_full
+from .files import is_disk_full, write_json
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -28,9 +29,23 @@ class _Notes(logging.Handler):
             click.echo(record.getMessage(), err=True)
 
 
+def tell_torchrun(message: str) -> None:
+    """Under torchrun, hand the one-line error to its report of the failed processes, which else
+    says only "To enable traceback see ..." (and nothing at all for a rank it stopped first).
+
+    The file is the one torchrun names in TORCHELASTIC_ERROR_FILE, in the format of its
+    ErrorHandler; that class's own `record_exception` would put our traceback there instead.
+    """
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        write_json(path, {"message": {"message": f"UserError: {message}", "extraInfo": {
+            "py_callstack": f"Error: {message}", "timestamp": str(int(time.time()))}}})
+
+
 def user_errors(func: F) -> F:
     """Turn `UserError` into click's one-line `Error: ...` and Ctrl-C into exit status 130;
-    show the package's warnings on stderr."""
+    show the package's warnings on stderr. Under torchrun every rank exits with status 1 and no
+    traceback, rank 0 prints the line, and torchrun's report of the failed ranks repeats it."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -40,6 +55,7 @@ def user_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except UserError as err:
+            tell_torchrun(str(err))
             if os.environ.get("RANK", "0") != "0":  # under torchrun every rank fails alike: say it once
                 sys.exit(1)
             raise click.ClickException(str(err)) from None

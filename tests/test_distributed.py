@@ -73,10 +73,17 @@ def test_global_batch_must_split_evenly(tmp_path: Path) -> None:
     proc = subprocess.run([*TORCHRUN, "gancontrol.py", "training", str(TRAINING_DATA), "2", "7",
                            str(tmp_path / "r"), *TINY], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=240)
-    assert proc.returncode != 0
-    assert "must be a multiple of the 2 processes" in proc.stderr
-    # torchrun reports the failed workers with its own traceback; ours must print none.
-    assert "[rank0]: Traceback" not in proc.stderr and f'File "{REPO / "dcgan"}' not in proc.stderr
+    assert proc.returncode == 1
+    error = "Error: BATCH_SIZE 7 must be a multiple of the 2 processes"
+    assert any(line.startswith(error) for line in proc.stderr.splitlines())  # rank 0's one line
+    # torchrun reports the failed workers with its own (launcher's) traceback; the ranks print none,
+    # each exits with status 1, and torchrun's report names our error, not "To enable traceback see".
+    assert "[rank0]: Traceback" not in proc.stderr and "[rank1]: Traceback" not in proc.stderr
+    assert f'File "{REPO / "dcgan"}' not in proc.stderr
+    assert f'File "{REPO / "gancontrol.py"}' not in proc.stderr
+    root_cause = proc.stderr.split("Root Cause")[1]
+    assert f"traceback : {error}" in root_cause and "exitcode  : 1" in root_cause
+    assert "To enable traceback see" not in proc.stderr
 
 
 def test_sync_bn_on_cpu_is_a_clear_error(tmp_path: Path) -> None:
