@@ -18,8 +18,8 @@ try:
 
     from dcgan.analysis.embed import EMBEDDINGS
     from dcgan.analysis.features import FEATURES
-    from dcgan.analysis.judges import DEFAULT_JUDGES, JUDGES, check_judges
     from dcgan.analysis.inception import WEIGHTS_ENV, WEIGHTS_FILE
+    from dcgan.analysis.judges import DEFAULT_JUDGES, JUDGES, check_judges
     from dcgan.analysis.quality import DISTRIBUTION_METRICS, PAIRED_METRICS, PR_FEATURES
     from dcgan.cli import comma_list, user_errors
     from dcgan.turing.cli import turing, turing_score
