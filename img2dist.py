@@ -184,8 +184,9 @@ def embedding(output_image: str, image_path: tuple[str, ...], method: str, featu
               help="Also run the classifier two-sample test: a panel of small classifiers (judges), each "
                    "trained from scratch to tell fakes from reals (k-fold held-out accuracy; 0.5 = "
                    "indistinguishable), each also on two halves of the reals; the strongest judge is the "
-                   "verdict. 398 vs 398 at 64x64 on a 2-core CPU: about 13 min for the whole panel "
-                   "(full-res and residual about 4 min each, the others under 1 min; docs/performance.md).")
+                   "verdict. 398 vs 398 at 64x64 on a shared 2-core CPU: about 7 min for the panel "
+                   "(full-res and residual about 3 min each with their baselines, the others under 1 "
+                   "min; docs/performance.md).")
 @click.option("--c2st-judges", default=",".join(DEFAULT_JUDGES), show_default=True,
               help=f"Comma-separated judges of the panel, from: {', '.join(JUDGES)} (docs/quality.md says "
                    "what each is there to catch).")

@@ -9,7 +9,7 @@ each, then scores 400 generated images against the reals with the measures of `i
 quality`: the sliced Wasserstein distance on Laplacian-pyramid patches (x 1e3, lower is better),
 k-NN precision/recall on 16x16 downscaled pixels, the top-band power-spectrum ratio (1 = like the
 reals) and the classifier two-sample test's judge panel (5-fold held-out accuracy of each judge, 0.5 =
-indistinguishable; the strongest judge is the verdict; about 13 CPU minutes per run on 2 cores,
+indistinguishable; the strongest judge is the verdict; about 7 minutes per run on 2 cores,
 `--no-c2st` skips it), with two halves of the reals as the reference of all.
 `--train-args "--upsample blur"` adds flags to every training run (`--label` names them);
 `--score FAKES...` scores existing folders of generated images instead of training. The
