@@ -146,7 +146,10 @@ class TrainOptions:
               f"--device {self.device!r}: choose auto, cpu or cuda")
         check(self.precision in ("auto", "bf16", "fp32"), f"--precision {self.precision!r}: auto, bf16, fp32")
         self.check_ranges()
-        from .models import DOWNSAMPLING, RGB_LAYERS
+        from .models import DOWNSAMPLING, RGB_LAYERS, size_plan
+
+        if self.resolution is not None:
+            size_plan(self.resolution, "--resolution")
 
         check(self.rgb_layer in RGB_LAYERS,
               f"--rgb-layer {self.rgb_layer!r}: choose {', '.join(RGB_LAYERS)}")

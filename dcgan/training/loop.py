@@ -26,15 +26,15 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..files import LOCK_NAME, DiskFullError, copy_file, folder_lock, remove_partials
+from ..files import LOCK_NAME, TEMP_PREFIX, DiskFullError, copy_file, folder_lock, remove_partials
 from ..images import save_grid
 from ..losses import LOSSES
-from ..models import latents_for_seeds
+from ..models import latents_for_seeds, size_plan
 from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions
 from ..spec import RunSpec, settle, training_folder
 from . import distributed as ddp
 from . import runlog
-from .checkpoint import LATEST, load_checkpoint, no_checkpoint_yet, save_checkpoint
+from .checkpoint import LATEST, holds_run, load_checkpoint, no_checkpoint_yet, save_checkpoint
 from .dataset import ImageSet, load_image_set
 from .trainer import StepStats, Trainer, build_trainer
 
@@ -87,14 +87,36 @@ def check_run_dir(opts: TrainOptions, overwrite: bool) -> None:
         raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({images})")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a folder")
-    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()) and not overwrite:
+    if not run_dir.exists() or overwrite:
+        return
+    if holds_run(run_dir):
         raise UserError(no_checkpoint_yet(run_dir) or
                         f"{run_dir}: not empty; continue that run with `gancontrol.py resume {run_dir}`, "
                         "or pass --overwrite to start over")
+    if not only_leftovers(run_dir):
+        raise UserError(f"{run_dir}: not empty, and holds no run to continue; choose another OUTPUT_DIR, "
+                        "or pass --overwrite to train in it (files that are not a run's stay)")
+
+
+def only_leftovers(run_dir: Path) -> bool:
+    """True when `run_dir` holds nothing but our own files (of a start that trained no step), or is
+    empty: a new run clears them, so that a refused or killed start never blocks the next one."""
+    return all(p.name in RUN_ARTIFACTS or p.name == LOCK_NAME or p.name.startswith(TEMP_PREFIX)
+               for p in run_dir.iterdir())
+
+
+def clear_run_files(run_dir: Path) -> None:
+    """Delete our files in `run_dir` (never the user's others, nor the lock file)."""
+    for name in RUN_ARTIFACTS:
+        p = run_dir / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    for p in run_dir.glob("checkpoint-*.pt"):
+        p.unlink()
 
 
 def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
-    """Create the run folder; with --overwrite clear our files only (never the user's others).
+    """Create the run folder; clear our files in it (with --overwrite, or the leftovers of a start
+    that trained no step), never the user's others.
 
     Called only once the images have loaded and the options are valid, so a start that fails on
     bad input leaves OUTPUT_DIR as it was: a re-run is not refused, and an old run is not lost.
@@ -103,12 +125,8 @@ def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
     """
     check_run_dir(opts, overwrite)
     run_dir = Path(opts.output_dir)
-    if run_dir.exists() and overwrite:
-        for name in RUN_ARTIFACTS:
-            p = run_dir / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        for p in run_dir.glob("checkpoint-*.pt"):
-            p.unlink()
+    if run_dir.exists():
+        clear_run_files(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -136,6 +154,7 @@ def train(asked: TrainOptions, overwrite: bool = False, progress: bool = True) -
 
     def settle_on(data: ImageSet) -> RunSpec:
         _check_data(data, asked)
+        size_plan(data.resolution, f"{training_folder(asked)}: image size")  # before the folder is made
         return settle(asked, len(data), data.resolution, data.channels, data.class_names, data.compression)
 
     return _in_run_folder(asked, settle_on, None, overwrite, progress)
@@ -165,6 +184,7 @@ def _in_run_folder(options: TrainOptions, settle_on: Callable[[ImageSet], RunSpe
     handlers = runlog.start_log(dist.is_main)
     run_dir = Path(options.output_dir)
     held, locks = contextlib.ExitStack(), []  # rank 0's lock on the run folder, for the whole run
+    existed, started, failed = run_dir.exists(), False, False
 
     def lock() -> None:
         if not locks:
@@ -182,14 +202,35 @@ def _in_run_folder(options: TrainOptions, settle_on: Callable[[ImageSet], RunSpe
         if checkpoint is None:
             _on_main(dist, lock)  # a new folder: created by the lock, once the input is known good
             _on_main(dist, prepare_run_dir, options, overwrite)
+            started = dist.is_main
         _on_main(dist, remove_partials, run_dir)
         if dist.is_main:
             handlers = runlog.attach_log_file(run_dir, handlers)
         return _run_trainer(spec, run_dir, checkpoint, data, progress and dist.is_main, dist)
+    except BaseException:
+        failed = started
+        raise
     finally:
         runlog.detach_log(handlers)
+        if failed and not holds_run(run_dir):
+            _undo_start(run_dir, existed, held)
         held.close()
         ddp.shutdown(dist)
+
+
+def _undo_start(run_dir: Path, existed: bool, held: contextlib.ExitStack) -> None:
+    """After a new run failed (or was aborted) before it had anything worth keeping (a checkpoint,
+    logged steps), take its files away again: whatever can only go wrong once the folder is made
+    (a full disk, a non-finite loss, a second Ctrl-C, a bug) must not leave a folder that refuses
+    the corrected command. A folder this run created goes entirely; the user's own stays."""
+    clear_run_files(run_dir)
+    remove_partials(run_dir)
+    if existed:
+        return
+    (run_dir / LOCK_NAME).unlink(missing_ok=True)  # still held: no other process has it meanwhile
+    held.close()
+    with contextlib.suppress(OSError):  # not empty: someone put a file there meanwhile
+        run_dir.rmdir()
 
 
 def _check_data(data: ImageSet, options: TrainOptions, saved: RunSpec | None = None) -> None:
