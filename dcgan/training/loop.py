@@ -16,6 +16,7 @@ import logging
 import math
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -311,14 +312,19 @@ def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: fl
         evaluator = Evaluator(trainer)
         evaluator.best_swd = best_swd if best_swd is not None else evaluator.best_swd
     samples = run_dir / runlog.SAMPLES
+    every = {"grid": options.sample_every, "checkpoint": options.checkpoint_every}
+    if evaluator is not None:
+        every["evaluation"] = options.eval_every
+    # The one clock: steps and periodic work (ETA), log intervals, the end-of-run summary.
+    clock, losses = runlog.StepClock(options.steps, every), ""
     if trainer.step == 0 and main:
-        save_grid(trainer.sample(grid_z, grid_y), samples / "step_0000000.png")
+        with clock.periodic("grid"):
+            save_grid(trainer.sample(grid_z, grid_y), samples / "step_0000000.png")
     last_good = trainer.step
-    # tqdm's own rate and remaining time would count the periodic work below: the ETA is ours.
+    # tqdm's own rate and remaining time would not foresee the periodic work below: the ETA is ours.
     bar = tqdm(total=options.steps, initial=trainer.step, unit="step", disable=not progress,
                dynamic_ncols=True, desc=run_dir.name,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-    clock, losses = runlog.StepClock(), ""  # the one clock: steps (ETA), log intervals, the summary
     acc, n_acc = torch.zeros(len(StepStats._fields), device=trainer.device), 0  # summed on the device
     last_plot = clock.now()
     try:
@@ -328,8 +334,10 @@ def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: fl
                 acc += values
                 n_acc += 1
                 stop = _should_stop(trainer, values, last_good, run_dir)
-            bar.set_postfix_str(clock.eta_text(options.steps - trainer.step) + losses, refresh=False)
+            bar.set_postfix_str(clock.eta_text(trainer.step) + losses, refresh=False)
             bar.update(1)
+            if (rate := clock.first_rate()) is not None:
+                _say_rate(trainer, rate, clock.eta(trainer.step), progress)
             if stop:
                 break
             at_end = trainer.step == options.steps
@@ -345,17 +353,20 @@ def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: fl
                           f"img/s={record['images_per_sec'] or 0:.0f}")
                 acc, n_acc = torch.zeros_like(acc), 0
             if evaluator is not None and (trainer.step % options.eval_every == 0 or at_end):
-                _evaluate(trainer, evaluator, run_dir)
+                with clock.periodic("evaluation"):
+                    _evaluate(trainer, evaluator, run_dir)
             if main and (trainer.step % options.sample_every == 0 or at_end):
-                save_grid(trainer.sample(grid_z, grid_y), samples / f"step_{trainer.step:07d}.png")
-                if at_end or clock.now() - last_plot >= PLOT_INTERVAL_S:
-                    runlog.plot_loss_curve(run_dir)
-                    last_plot = clock.now()
+                with clock.periodic("grid"):
+                    save_grid(trainer.sample(grid_z, grid_y), samples / f"step_{trainer.step:07d}.png")
+                    if at_end or clock.now() - last_plot >= PLOT_INTERVAL_S:
+                        runlog.plot_loss_curve(run_dir)
+                        last_plot = clock.now()
             if trainer.step % options.checkpoint_every == 0 or at_end:
-                if not _weights_finite(trainer):  # never replace a good checkpoint with a broken one
-                    raise _non_finite(trainer, values, last_good, run_dir)
-                if main:
-                    _checkpoint(trainer, run_dir, evaluator)
+                with clock.periodic("checkpoint"):
+                    if not _weights_finite(trainer):  # never replace a good checkpoint with a broken one
+                        raise _non_finite(trainer, values, last_good, run_dir)
+                    if main:
+                        _checkpoint(trainer, run_dir, evaluator)
                 last_good = trainer.step
         ddp.sync_buffers([m for m in (trainer.G, trainer.D, trainer.G_ema) if m is not None], trainer.dist)
         if trainer.stop_signal is not None and trainer.step != last_good:
@@ -370,6 +381,19 @@ def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: fl
     if clock.step_seconds:
         log.info("%.1f s in training steps, %.1f s in sample grids, plots, checkpoints and evaluations",
                  clock.step_seconds, clock.other_seconds())
+
+
+def _say_rate(trainer: Trainer, sec_per_step: float, eta: float | None, progress: bool) -> None:
+    """The measured step time and what it means for the whole run, in the log and (with the progress
+    bar) on the console, within a run's first seconds: on a busy machine the steps can take several
+    times what the README says, and the ETA then has few steps behind it."""
+    options = trainer.options
+    text = (f"measured {sec_per_step:.2f} s per step of {options.batch_size} images at {options.resolution} "
+            f"px on {trainer.device.type}: with its sample grids and checkpoints the run ends in about "
+            f"{runlog.clock_text(eta or 0)} (longer while other jobs share this machine)")
+    log.info(text)
+    if progress:
+        tqdm.write(text, file=sys.stderr)
 
 
 def _should_stop(trainer: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> bool:
