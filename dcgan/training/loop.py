@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import shutil
 import signal
 import sys
@@ -59,14 +60,29 @@ class RunResult:
     stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when interrupted
 
 
+STOP_NOTICE = "{name}: the run stops after the current step and writes a checkpoint (at large image sizes " \
+              "that can take a minute)."
+AGAIN = ("Ctrl-C again stops at once without a checkpoint: the steps since the last one are lost "
+         "(`gancontrol.py resume` continues from it).")
+
+
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """Ctrl-C or SIGTERM ask the loop to stop after the current step (a second Ctrl-C aborts)."""
+    """Ctrl-C or SIGTERM ask the loop to stop after the current step and write a checkpoint; a
+    second Ctrl-C stops at once (KeyboardInterrupt: atomic writes leave no half-written file).
+
+    The handler says so itself, at once: the step and checkpoint can take a minute at 160 px, and a
+    user who sees nothing presses Ctrl-C again, which then loses the steps since the last checkpoint.
+    """
 
     def handler(signum: int, frame: Any) -> None:
         if trainer.stop_signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         trainer.stop_signal = signum
+        if trainer.dist.is_main:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            again = " " + AGAIN if signum == signal.SIGINT else ""
+            say_now(f"\n{STOP_NOTICE.format(name=name)}{again}\n")
 
     try:
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -78,6 +94,16 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+def say_now(text: str) -> None:
+    """Write `text` to stderr from a signal handler: straight to the file descriptor, since the
+    interrupted code may be inside a write to sys.stderr (the progress bar), which a buffered
+    write from the handler would break with a reentrant-call error."""
+    try:
+        os.write(sys.stderr.fileno(), text.encode("utf-8", "replace"))
+    except (AttributeError, OSError, ValueError):  # no descriptor (a test's captured stream)
+        sys.stderr.write(text)
 
 
 def check_run_dir(opts: TrainOptions, overwrite: bool) -> None:
