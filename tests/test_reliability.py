@@ -34,12 +34,15 @@ TINY = ["--z-dim", "8", "--g-channels", "4", "--d-channels", "4", "--grid-size",
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
+def noise_images(folder: Path, size: int) -> Path:
+    for i in range(8):
+        make_image(folder / f"img{i}.png", (size, size), seed=i)
+    return folder
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    folder = tmp_path / "data"
-    for i in range(8):
-        make_image(folder / f"img{i}.png", (16, 16), seed=i)
-    return folder
+    return noise_images(tmp_path / "data", 16)
 
 
 def gancontrol(*args: object) -> list[str]:
@@ -225,10 +228,7 @@ SLOW = ["--z-dim", "32", "--g-channels", "32", "--d-channels", "32", "--grid-siz
 
 @pytest.fixture
 def data_64(tmp_path: Path) -> Path:
-    folder = tmp_path / "data64"
-    for i in range(8):
-        make_image(folder / f"img{i}.png", (64, 64), seed=i)
-    return folder
+    return noise_images(tmp_path / "data64", 64)
 
 
 def _until_stepping(run_dir: Path, *args: object) -> tuple[subprocess.Popen[str], StderrLines]:
