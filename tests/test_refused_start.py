@@ -186,6 +186,7 @@ def test_leftovers_of_a_start_that_trained_no_step_are_cleared(folders: dict[str
     (out / "checkpoint.pt").unlink()
     (out / "stats.jsonl").write_text("")
     (out / "samples" / ".partial-x.png").write_bytes(b"")
+    (out / ".partial-y.pt").write_bytes(b"")  # the first checkpoint, killed mid-write
     code, errors, _ = invoke(["resume", out])
     assert code == 1 and "start it again with `gancontrol.py training` (it trained no step" in errors[0]
     code, _, output = invoke(start(folders["good"], out))

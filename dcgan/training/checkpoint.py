@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..files import atomic_path
+from ..files import TEMP_PREFIX, atomic_path
 from .runlog import read_stats
 
 if TYPE_CHECKING:
@@ -73,7 +73,8 @@ def holds_run(run_dir: str | Path) -> bool:
     is no loss, so a new `training` may clear it without --overwrite.
     """
     run_dir = Path(run_dir)
-    if any(run_dir.glob("*.pt")):  # checkpoint.pt, best.pt, checkpoint-NNNNNNN.pt
+    # checkpoint.pt, best.pt, checkpoint-NNNNNNN.pt; not the temporary file of one killed mid-write
+    if any(not p.name.startswith(TEMP_PREFIX) for p in run_dir.glob("*.pt")):
         return True
     return any("step" in r for r in read_stats(run_dir))
 
