@@ -75,6 +75,7 @@ def test_global_batch_must_split_evenly(tmp_path: Path) -> None:
                           timeout=240)
     assert proc.returncode != 0
     assert "must be a multiple of the 2 processes" in proc.stderr
+    assert not (tmp_path / "r").exists()  # nothing in the way of the corrected command
     # torchrun reports the failed workers with its own traceback; ours must print none.
     assert "[rank0]: Traceback" not in proc.stderr and f'File "{REPO / "dcgan"}' not in proc.stderr
 
@@ -85,6 +86,7 @@ def test_sync_bn_on_cpu_is_a_clear_error(tmp_path: Path) -> None:
                            str(tmp_path / "r"), *TINY, "--sync-bn", "--device", "cpu"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0 and "--sync-bn needs CUDA" in proc.stderr
+    assert not (tmp_path / "r").exists()  # found once the folder was made: taken away again
 
 
 def test_each_rank_draws_its_own_augmentations_and_rank0_is_unchanged() -> None:
