@@ -32,16 +32,18 @@ if TYPE_CHECKING:
 MAX_WIDTH_FACTOR = 8
 
 
-def size_plan(resolution: int) -> tuple[int, int]:
-    """Return (base, k) with base * 2**k == resolution, base in (4, 5), k >= 2."""
+def size_plan(resolution: int, what: str = "resolution") -> tuple[int, int]:
+    """Return (base, k) with base * 2**k == resolution, base in (4, 5), k >= 2; else a `UserError`
+    that begins with `what` (the option, or the folder whose images have that size)."""
     for base in (4, 5):
         k, size = 0, base
         while size < resolution:
             size, k = size * 2, k + 1
         if size == resolution and k >= 2:
             return base, k
-    raise UserError(f"resolution {resolution}: must be 4 or 5 times a power of two, at least 16 "
-                    "(e.g. 32, 64, 128, 160, 256, 512); use --resolution or isic_dataset.py transform")
+    fix = "" if what.startswith("--") else "; use --resolution or isic_dataset.py transform"
+    raise UserError(f"{what} {resolution}: must be 4 or 5 times a power of two, at least 16 "
+                    f"(e.g. 32, 64, 128, 160, 256, 512){fix}")
 
 
 def _widths(resolution: int, width: int) -> list[int]:

@@ -158,7 +158,10 @@ class TrainOptions:
         check(self.precision in ("auto", "bf16", "fp32"), "precision",
               f"{self.precision!r}: auto, bf16, fp32")
         self.check_ranges(name)
-        from .models import DOWNSAMPLING, RGB_LAYERS
+        from .models import DOWNSAMPLING, RGB_LAYERS, size_plan
+
+        if self.resolution is not None:
+            size_plan(self.resolution, name("resolution"))
 
         check(self.rgb_layer in RGB_LAYERS, "rgb_layer",
               f"{self.rgb_layer!r}: choose {', '.join(RGB_LAYERS)}")

@@ -84,6 +84,7 @@ def test_global_batch_must_split_evenly(tmp_path: Path) -> None:
     root_cause = proc.stderr.split("Root Cause")[1]
     assert f"traceback : {error}" in root_cause and "exitcode  : 1" in root_cause
     assert "To enable traceback see" not in proc.stderr
+    assert not (tmp_path / "r").exists()  # nothing in the way of the corrected command
 
 
 def test_sync_bn_on_cpu_is_a_clear_error(tmp_path: Path) -> None:
@@ -92,6 +93,7 @@ def test_sync_bn_on_cpu_is_a_clear_error(tmp_path: Path) -> None:
                            str(tmp_path / "r"), *TINY, "--sync-bn", "--device", "cpu"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0 and "--sync-bn needs CUDA" in proc.stderr
+    assert not (tmp_path / "r").exists()  # found once the folder was made: taken away again
 
 
 def test_each_rank_draws_its_own_augmentations_and_rank0_is_unchanged() -> None:

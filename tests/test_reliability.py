@@ -14,9 +14,11 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -32,12 +34,15 @@ TINY = ["--z-dim", "8", "--g-channels", "4", "--d-channels", "4", "--grid-size",
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 
 
+def noise_images(folder: Path, size: int) -> Path:
+    for i in range(8):
+        make_image(folder / f"img{i}.png", (size, size), seed=i)
+    return folder
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    folder = tmp_path / "data"
-    for i in range(8):
-        make_image(folder / f"img{i}.png", (16, 16), seed=i)
-    return folder
+    return noise_images(tmp_path / "data", 16)
 
 
 def gancontrol(*args: object) -> list[str]:
@@ -183,6 +188,96 @@ def test_killed_before_the_first_checkpoint_says_start_again(tmp_path: Path, dat
 
 
 # --------------------------------------------------------------------------------------------------
+# Ctrl-C says at once what it does; a second one stops at once
+
+
+class StderrLines:
+    """A process's stderr read line by line in a thread, each line with when it came."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[tuple[float, str]] = []
+        assert proc.stderr is not None
+        self._thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            self.lines.append((time.time(), line.rstrip("\n")))
+
+    def wait_for(self, text: str, proc: subprocess.Popen[str], timeout: float = 120) -> float:
+        """When the first line holding `text` came (waiting for it)."""
+        deadline = time.time() + timeout
+        while True:
+            found = [t for t, line in self.lines if text in line]
+            if found:
+                return found[0]
+            assert time.time() < deadline and (proc.poll() is None or self._thread.is_alive()), self.text()
+            time.sleep(0.005)
+
+    def text(self) -> str:
+        self._thread.join(timeout=60)
+        return "\n".join(line for _, line in self.lines)
+
+
+NOTICE = "Ctrl-C: the run stops after the current step and writes a checkpoint"
+# Steps of a few tenths of a second, and a checkpoint of as much (the EMA generator's statistics
+# are recomputed for it): a second Ctrl-C sent once the notice is read lands before the stop is done.
+SLOW = ["--z-dim", "32", "--g-channels", "32", "--d-channels", "32", "--grid-size", "4", "--quiet",
+        "--log-every", "1", "--preset", "small-data"]
+
+
+@pytest.fixture
+def data_64(tmp_path: Path) -> Path:
+    return noise_images(tmp_path / "data64", 64)
+
+
+def _until_stepping(run_dir: Path, *args: object) -> tuple[subprocess.Popen[str], StderrLines]:
+    """Start gancontrol.py with `args` and wait until `run_dir` logged step 4."""
+    proc = subprocess.Popen(gancontrol(*args), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env=ENV)
+    err = StderrLines(proc)
+    deadline = time.time() + 120
+    while last_step(run_dir) < 4:
+        assert time.time() < deadline and proc.poll() is None, err.text()
+        time.sleep(0.02)
+    return proc, err
+
+
+def test_ctrl_c_says_at_once_that_the_run_stops_after_the_step(tmp_path: Path, data_64: Path) -> None:
+    run_dir = tmp_path / "run"
+    proc, err = _until_stepping(run_dir, "training", data_64, 100000, 8, run_dir, *SLOW,
+                                "--checkpoint-every", 100000)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    noticed = err.wait_for(NOTICE, proc)
+    stopped = err.wait_for("Stopped by SIGINT at step", proc)
+    proc.wait(timeout=120)
+    text = err.text()
+    assert proc.returncode == 130 and "Traceback" not in text, text
+    assert sent <= noticed < stopped  # from the handler, before the step and its checkpoint are done
+    assert "Ctrl-C again stops at once without a checkpoint" in text
+    step = load_checkpoint(run_dir)["step"]
+    assert f"Stopped by SIGINT at step {step}; checkpoint written" in text and step > 4
+
+
+def test_a_second_ctrl_c_stops_at_once_without_a_checkpoint(tmp_path: Path, data_64: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_cli("training", data_64, 2, 8, run_dir, *SLOW, "--checkpoint-every", 100000)
+    proc, err = _until_stepping(run_dir, "resume", run_dir, "--steps", 100000, "--quiet")
+    proc.send_signal(signal.SIGINT)
+    err.wait_for(NOTICE, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=120)
+    text = err.text()
+    assert proc.returncode == 130 and "Traceback" not in text, text
+    assert "Interrupted." in text and "Stopped by SIGINT" not in text
+    assert load_checkpoint(run_dir)["step"] == 2  # the last checkpoint, untouched
+    assert partials(run_dir) == []
+    run_cli("resume", run_dir, "--steps", 3, "--quiet")  # and the run continues from it
+    assert load_checkpoint(run_dir)["step"] == 3
+
+
+# --------------------------------------------------------------------------------------------------
 # Damaged checkpoints are named, never torch's advice
 
 
@@ -278,13 +373,17 @@ def test_disk_full_during_a_checkpoint_keeps_the_previous_one(small_disk: Path, 
 def test_disk_full_during_a_sample_grid(small_disk: Path, data: Path) -> None:
     run_dir = small_disk / "run"
     run_dir.mkdir()
-    fill(small_disk, 24 * 1024)  # options.json and log.txt fit, a 64-image grid of noise does not
+    filler = fill(small_disk, 24 * 1024)  # options.json and log.txt fit, a 64-image grid of noise does not
     result = run_cli("training", data, 2, 4, run_dir, *TINY, "--grid-size", 64, check=False)
     msg = one_error_line(result)
     assert msg == (f"Error: disk full while writing {run_dir / 'samples' / 'step_0000000.png'}; "
                    "nothing was half-written"), msg
     assert partials(run_dir) == []
-    assert not (run_dir / "samples" / "step_0000000.png").exists()
+    # The failed start took its files away again: the same command runs once there is room.
+    assert [p.name for p in run_dir.iterdir()] == [".lock"]
+    filler.unlink()
+    run_cli("training", data, 2, 4, run_dir, *TINY, "--grid-size", 64)
+    assert load_checkpoint(run_dir)["step"] == 2
 
 
 def test_disk_full_during_transform(small_disk: Path, tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
-from ..files import atomic_path
+from ..files import TEMP_PREFIX, atomic_path
+from .runlog import read_stats
 
 if TYPE_CHECKING:
     from ..spec import RunSpec
@@ -65,9 +66,23 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
         torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
 
 
+def holds_run(run_dir: str | Path) -> bool:
+    """True when `run_dir` holds a run worth keeping: a checkpoint, or trained steps in stats.jsonl.
+
+    Anything less (the options, a log, the step-0 grid of a start that failed or was killed early)
+    is no loss, so a new `training` may clear it without --overwrite.
+    """
+    run_dir = Path(run_dir)
+    # checkpoint.pt, best.pt, checkpoint-NNNNNNN.pt; not the temporary file of one killed mid-write
+    if any(not p.name.startswith(TEMP_PREFIX) for p in run_dir.glob("*.pt")):
+        return True
+    return any("step" in r for r in read_stats(run_dir))
+
+
 def no_checkpoint_yet(run_dir: str | Path) -> str | None:
-    """The message for a run folder killed before its first checkpoint (options.json but no
-    checkpoint.pt), else None: it cannot be resumed, only started again."""
+    """The message for a run folder stopped before its first checkpoint (options.json but no
+    checkpoint.pt), else None: it cannot be resumed, only started again (with --overwrite when
+    steps were logged, which a new run must not silently delete)."""
     from ..options import OPTIONS_FILE
     from ..spec import RunSpec
 
@@ -78,7 +93,9 @@ def no_checkpoint_yet(run_dir: str | Path) -> str | None:
         first = f"before step {RunSpec.load(run_dir).options.checkpoint_every}"
     except UserError:
         first = "before its first checkpoint"
-    return f"{run_dir}: no checkpoint yet (the run stopped {first}); start it again with --overwrite"
+    again = ("with --overwrite" if holds_run(run_dir)
+             else "with `gancontrol.py training` (it trained no step, so no --overwrite is needed)")
+    return f"{run_dir}: no checkpoint yet (the run stopped {first}); start it again {again}"
 
 
 # What every checkpoint holds, and of which type (checked before anything is built from it).
@@ -110,9 +127,12 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """
     path = Path(path)
     if path.is_dir():
-        path, why = path / LATEST, no_checkpoint_yet(path)
+        folder, path, why = path, path / LATEST, no_checkpoint_yet(path)
         if why:
             raise UserError(why)
+        if not path.is_file():
+            raise UserError(f"{folder}: no training run here (no {LATEST}); start one with "
+                            f"`gancontrol.py training TRAINING_IMAGES STEPS BATCH_SIZE {folder}`")
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint")
     try:

@@ -14,8 +14,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import shutil
 import signal
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,15 +28,15 @@ import torch
 from tqdm import tqdm
 
 from ..errors import UserError
-from ..files import LOCK_NAME, DiskFullError, copy_file, folder_lock, remove_partials
+from ..files import LOCK_NAME, TEMP_PREFIX, DiskFullError, copy_file, folder_lock, remove_partials
 from ..images import save_grid
 from ..losses import LOSSES
-from ..models import latents_for_seeds
+from ..models import latents_for_seeds, size_plan
 from ..options import MIN_EVAL_IMAGES, OPTIONS_FILE, TrainOptions
 from ..spec import RunSpec, settle, training_folder
 from . import distributed as ddp
 from . import runlog
-from .checkpoint import LATEST, load_checkpoint, no_checkpoint_yet, save_checkpoint
+from .checkpoint import LATEST, holds_run, load_checkpoint, no_checkpoint_yet, save_checkpoint
 from .dataset import ImageSet, load_image_set
 from .trainer import StepStats, Trainer, build_trainer
 
@@ -58,14 +60,29 @@ class RunResult:
     stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when interrupted
 
 
+STOP_NOTICE = "{name}: the run stops after the current step and writes a checkpoint (at large image sizes " \
+              "that can take a minute)."
+AGAIN = ("Ctrl-C again stops at once without a checkpoint: the steps since the last one are lost "
+         "(`gancontrol.py resume` continues from it).")
+
+
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """Ctrl-C or SIGTERM ask the loop to stop after the current step (a second Ctrl-C aborts)."""
+    """Ctrl-C or SIGTERM ask the loop to stop after the current step and write a checkpoint; a
+    second Ctrl-C stops at once (KeyboardInterrupt: atomic writes leave no half-written file).
+
+    The handler says so itself, at once: the step and checkpoint can take a minute at 160 px, and a
+    user who sees nothing presses Ctrl-C again, which then loses the steps since the last checkpoint.
+    """
 
     def handler(signum: int, frame: Any) -> None:
         if trainer.stop_signal is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         trainer.stop_signal = signum
+        if trainer.dist.is_main:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            again = " " + AGAIN if signum == signal.SIGINT else ""
+            say_now(f"\n{STOP_NOTICE.format(name=name)}{again}\n")
 
     try:
         old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -79,6 +96,16 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
             signal.signal(s, h)
 
 
+def say_now(text: str) -> None:
+    """Write `text` to stderr from a signal handler: straight to the file descriptor, since the
+    interrupted code may be inside a write to sys.stderr (the progress bar), which a buffered
+    write from the handler would break with a reentrant-call error."""
+    try:
+        os.write(sys.stderr.fileno(), text.encode("utf-8", "replace"))
+    except (AttributeError, OSError, ValueError):  # no descriptor (a test's captured stream)
+        sys.stderr.write(text)
+
+
 def check_run_dir(opts: TrainOptions, overwrite: bool) -> None:
     """Refuse an OUTPUT_DIR we must not use; touches nothing (runs before the images are read)."""
     run_dir = Path(opts.output_dir)
@@ -87,14 +114,36 @@ def check_run_dir(opts: TrainOptions, overwrite: bool) -> None:
         raise UserError(f"{run_dir}: OUTPUT_DIR must not be inside TRAINING_IMAGES ({images})")
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a folder")
-    if run_dir.exists() and any(p.name != LOCK_NAME for p in run_dir.iterdir()) and not overwrite:
+    if not run_dir.exists() or overwrite:
+        return
+    if holds_run(run_dir):
         raise UserError(no_checkpoint_yet(run_dir) or
                         f"{run_dir}: not empty; continue that run with `gancontrol.py resume {run_dir}`, "
                         "or pass --overwrite to start over")
+    if not only_leftovers(run_dir):
+        raise UserError(f"{run_dir}: not empty, and holds no run to continue; choose another OUTPUT_DIR, "
+                        "or pass --overwrite to train in it (files that are not a run's stay)")
+
+
+def only_leftovers(run_dir: Path) -> bool:
+    """True when `run_dir` holds nothing but our own files (of a start that trained no step), or is
+    empty: a new run clears them, so that a refused or killed start never blocks the next one."""
+    return all(p.name in RUN_ARTIFACTS or p.name == LOCK_NAME or p.name.startswith(TEMP_PREFIX)
+               for p in run_dir.iterdir())
+
+
+def clear_run_files(run_dir: Path) -> None:
+    """Delete our files in `run_dir` (never the user's others, nor the lock file)."""
+    for name in RUN_ARTIFACTS:
+        p = run_dir / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    for p in run_dir.glob("checkpoint-*.pt"):
+        p.unlink()
 
 
 def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
-    """Create the run folder; with --overwrite clear our files only (never the user's others).
+    """Create the run folder; clear our files in it (with --overwrite, or the leftovers of a start
+    that trained no step), never the user's others.
 
     Called only once the images have loaded and the options are valid, so a start that fails on
     bad input leaves OUTPUT_DIR as it was: a re-run is not refused, and an old run is not lost.
@@ -103,12 +152,8 @@ def prepare_run_dir(opts: TrainOptions, overwrite: bool) -> Path:
     """
     check_run_dir(opts, overwrite)
     run_dir = Path(opts.output_dir)
-    if run_dir.exists() and overwrite:
-        for name in RUN_ARTIFACTS:
-            p = run_dir / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        for p in run_dir.glob("checkpoint-*.pt"):
-            p.unlink()
+    if run_dir.exists():
+        clear_run_files(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -136,6 +181,7 @@ def train(asked: TrainOptions, overwrite: bool = False, progress: bool = True) -
 
     def settle_on(data: ImageSet) -> RunSpec:
         _check_data(data, asked)
+        size_plan(data.resolution, f"{training_folder(asked)}: image size")  # before the folder is made
         return settle(asked, len(data), data.resolution, data.channels, data.class_names, data.compression)
 
     return _in_run_folder(asked, settle_on, None, overwrite, progress)
@@ -165,6 +211,7 @@ def _in_run_folder(options: TrainOptions, settle_on: Callable[[ImageSet], RunSpe
     handlers = runlog.start_log(dist.is_main)
     run_dir = Path(options.output_dir)
     held, locks = contextlib.ExitStack(), []  # rank 0's lock on the run folder, for the whole run
+    existed, started, failed = run_dir.exists(), False, False
 
     def lock() -> None:
         if not locks:
@@ -182,14 +229,35 @@ def _in_run_folder(options: TrainOptions, settle_on: Callable[[ImageSet], RunSpe
         if checkpoint is None:
             _on_main(dist, lock)  # a new folder: created by the lock, once the input is known good
             _on_main(dist, prepare_run_dir, options, overwrite)
+            started = dist.is_main
         _on_main(dist, remove_partials, run_dir)
         if dist.is_main:
             handlers = runlog.attach_log_file(run_dir, handlers)
         return _run_trainer(spec, run_dir, checkpoint, data, progress and dist.is_main, dist)
+    except BaseException:
+        failed = started
+        raise
     finally:
         runlog.detach_log(handlers)
+        if failed and not holds_run(run_dir):
+            _undo_start(run_dir, existed, held)
         held.close()
         ddp.shutdown(dist)
+
+
+def _undo_start(run_dir: Path, existed: bool, held: contextlib.ExitStack) -> None:
+    """After a new run failed (or was aborted) before it had anything worth keeping (a checkpoint,
+    logged steps), take its files away again: whatever can only go wrong once the folder is made
+    (a full disk, a non-finite loss, a second Ctrl-C, a bug) must not leave a folder that refuses
+    the corrected command. A folder this run created goes entirely; the user's own stays."""
+    clear_run_files(run_dir)
+    remove_partials(run_dir)
+    if existed:
+        return
+    (run_dir / LOCK_NAME).unlink(missing_ok=True)  # still held: no other process has it meanwhile
+    held.close()
+    with contextlib.suppress(OSError):  # not empty: someone put a file there meanwhile
+        run_dir.rmdir()
 
 
 def _check_data(data: ImageSet, options: TrainOptions, saved: RunSpec | None = None) -> None:
@@ -271,14 +339,19 @@ def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: fl
         evaluator = Evaluator(trainer)
         evaluator.best_swd = best_swd if best_swd is not None else evaluator.best_swd
     samples = run_dir / runlog.SAMPLES
+    every = {"grid": options.sample_every, "checkpoint": options.checkpoint_every}
+    if evaluator is not None:
+        every["evaluation"] = options.eval_every
+    # The one clock: steps and periodic work (ETA), log intervals, the end-of-run summary.
+    clock, losses = runlog.StepClock(options.steps, every), ""
     if trainer.step == 0 and main:
-        save_grid(trainer.sample(grid_z, grid_y), samples / "step_0000000.png")
+        with clock.periodic("grid"):
+            save_grid(trainer.sample(grid_z, grid_y), samples / "step_0000000.png")
     last_good = trainer.step
-    # tqdm's own rate and remaining time would count the periodic work below: the ETA is ours.
+    # tqdm's own rate and remaining time would not foresee the periodic work below: the ETA is ours.
     bar = tqdm(total=options.steps, initial=trainer.step, unit="step", disable=not progress,
                dynamic_ncols=True, desc=run_dir.name,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-    clock, losses = runlog.StepClock(), ""  # the one clock: steps (ETA), log intervals, the summary
     acc, n_acc = torch.zeros(len(StepStats._fields), device=trainer.device), 0  # summed on the device
     last_plot = clock.now()
     try:
@@ -288,8 +361,10 @@ def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: fl
                 acc += values
                 n_acc += 1
                 stop = _should_stop(trainer, values, last_good, run_dir)
-            bar.set_postfix_str(clock.eta_text(options.steps - trainer.step) + losses, refresh=False)
+            bar.set_postfix_str(clock.eta_text(trainer.step) + losses, refresh=False)
             bar.update(1)
+            if (rate := clock.first_rate()) is not None:
+                _say_rate(trainer, rate, clock.eta(trainer.step), progress)
             if stop:
                 break
             at_end = trainer.step == options.steps
@@ -305,17 +380,20 @@ def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: fl
                           f"img/s={record['images_per_sec'] or 0:.0f}")
                 acc, n_acc = torch.zeros_like(acc), 0
             if evaluator is not None and (trainer.step % options.eval_every == 0 or at_end):
-                _evaluate(trainer, evaluator, run_dir)
+                with clock.periodic("evaluation"):
+                    _evaluate(trainer, evaluator, run_dir)
             if main and (trainer.step % options.sample_every == 0 or at_end):
-                save_grid(trainer.sample(grid_z, grid_y), samples / f"step_{trainer.step:07d}.png")
-                if at_end or clock.now() - last_plot >= PLOT_INTERVAL_S:
-                    runlog.plot_loss_curve(run_dir)
-                    last_plot = clock.now()
+                with clock.periodic("grid"):
+                    save_grid(trainer.sample(grid_z, grid_y), samples / f"step_{trainer.step:07d}.png")
+                    if at_end or clock.now() - last_plot >= PLOT_INTERVAL_S:
+                        runlog.plot_loss_curve(run_dir)
+                        last_plot = clock.now()
             if trainer.step % options.checkpoint_every == 0 or at_end:
-                if not _weights_finite(trainer):  # never replace a good checkpoint with a broken one
-                    raise _non_finite(trainer, values, last_good, run_dir)
-                if main:
-                    _checkpoint(trainer, run_dir, evaluator)
+                with clock.periodic("checkpoint"):
+                    if not _weights_finite(trainer):  # never replace a good checkpoint with a broken one
+                        raise _non_finite(trainer, values, last_good, run_dir)
+                    if main:
+                        _checkpoint(trainer, run_dir, evaluator)
                 last_good = trainer.step
         ddp.sync_buffers([m for m in (trainer.G, trainer.D, trainer.G_ema) if m is not None], trainer.dist)
         if trainer.stop_signal is not None and trainer.step != last_good:
@@ -330,6 +408,19 @@ def _training_loop(trainer: Trainer, run_dir: Path, progress: bool, best_swd: fl
     if clock.step_seconds:
         log.info("%.1f s in training steps, %.1f s in sample grids, plots, checkpoints and evaluations",
                  clock.step_seconds, clock.other_seconds())
+
+
+def _say_rate(trainer: Trainer, sec_per_step: float, eta: float | None, progress: bool) -> None:
+    """The measured step time and what it means for the whole run, in the log and (with the progress
+    bar) on the console, within a run's first seconds: on a busy machine the steps can take several
+    times what the README says, and the ETA then has few steps behind it."""
+    options = trainer.options
+    text = (f"measured {sec_per_step:.2f} s per step of {options.batch_size} images at {options.resolution} "
+            f"px on {trainer.device.type}: with its sample grids and checkpoints the run ends in about "
+            f"{runlog.clock_text(eta or 0)} (longer while other jobs share this machine)")
+    log.info(text)
+    if progress:
+        tqdm.write(text, file=sys.stderr)
 
 
 def _should_stop(trainer: Trainer, values: torch.Tensor, last_good: int, run_dir: Path) -> bool:

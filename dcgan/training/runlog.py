@@ -7,6 +7,7 @@ from the whole file each time, atomically, so it is always complete and always c
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -102,24 +103,42 @@ def truncate_stats(run_dir: Path, step: int) -> None:
 
 
 class StepClock:
-    """Time left, estimated from the training steps alone.
+    """Time left: the training steps at the recent rate, plus the periodic work still to come.
 
-    The sample grids, loss-curve redraws, checkpoints and evaluations take seconds each; counted
-    with the steps beside them (as tqdm's rate does) they made the ETA jump (14:01 -> 36:11). Only
-    `step()` intervals count here: the first after a start is left out (allocation and warm-up),
-    then a running mean that turns into a moving average over about 1/smoothing steps.
+    Steps: the first after a start is left out (allocation and warm-up); then the rate over the
+    last `window_s` seconds of steps (their time over their count), the mean of all until that
+    much time has passed. A window in seconds, not in steps: a window of 50 fast steps lasted
+    seconds, so every burst of load on a shared CPU swung the ETA; as a rate, a burst of slow steps
+    counts for the time it took, not more; and a load that stays is the whole window, so the
+    estimate equals it `window_s` later (an exponential decay took several times as long: fast
+    steps leave many counts in its tail). Figures: docs/performance.md.
 
-    It is the training loop's one clock: besides the steps it times the log intervals (`lap`) and
-    what the run spent outside the steps (`other_seconds`), for the end-of-run summary.
+    Periodic work (sample grids with their plots, checkpoints, evaluations): each kind timed apart
+    (`periodic`) and counted as often as `every` says it still comes, the run's last step included,
+    so that the ETA holds their time from the start instead of leaving it out (at 160 px a third
+    of a short run). A kind not yet timed counts nothing until it is.
+
+    It is the training loop's one clock: besides it times the log intervals (`lap`) and what the
+    run spent outside the steps (`other_seconds`), for the end-of-run summary.
     """
 
-    def __init__(self, smoothing: float = 0.02, clock: Callable[[], float] = time.perf_counter) -> None:
-        self.smoothing, self.clock = smoothing, clock
-        self.sec_per_step: float | None = None
+    def __init__(self, total: int = 0, every: dict[str, int] | None = None, window_s: float = 180.0,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.total, self.every, self.window_s, self.clock = total, dict(every or {}), window_s, clock
         self.steps_timed = 0
         self.step_seconds = 0.0  # all timed steps, the first included, for the end-of-run summary
+        self.periodic_seconds: dict[str, float] = {}  # kind -> smoothed seconds per occurrence
+        self._periodic_count: dict[str, int] = {}
+        self._window: collections.deque[float] = collections.deque()  # the step times in the window
+        self._window_time = 0.0
         self._warm = False
+        self._reported = False
         self.started = self._lap_start = clock()
+
+    @property
+    def sec_per_step(self) -> float | None:
+        """Seconds per training step at the recent rate, or None before a step has been timed."""
+        return self._window_time / len(self._window) if self._window else None
 
     def now(self) -> float:
         return self.clock()
@@ -136,33 +155,66 @@ class StepClock:
 
     def step(self) -> contextlib.AbstractContextManager[None]:
         """Time the enclosed training step."""
-        return self._timed()
+        return self._timed(None)
+
+    def periodic(self, kind: str) -> contextlib.AbstractContextManager[None]:
+        """Time the enclosed periodic work of `kind` (a key of `every`)."""
+        return self._timed(kind)
 
     @contextlib.contextmanager
-    def _timed(self) -> Any:
+    def _timed(self, kind: str | None) -> Any:
         t0 = self.clock()
         yield
         seconds = self.clock() - t0
+        if kind is not None:
+            n = self._periodic_count[kind] = self._periodic_count.get(kind, 0) + 1
+            weight = max(1.0 / n, 0.25)  # a mean of the first few, then mostly the last four or so
+            before = self.periodic_seconds.get(kind, seconds)
+            self.periodic_seconds[kind] = before + weight * (seconds - before)
+            return
         self.step_seconds += seconds
         if not self._warm:
             self._warm = True
             return
         self.steps_timed += 1
-        weight = max(1.0 / self.steps_timed, self.smoothing)
-        self.sec_per_step = seconds if self.sec_per_step is None else (
-            (1 - weight) * self.sec_per_step + weight * seconds)
+        self._window.append(seconds)
+        self._window_time += seconds
+        while self._window_time - self._window[0] >= self.window_s:  # the newest step always stays
+            self._window_time -= self._window.popleft()
 
-    def eta(self, steps_left: int) -> float | None:
-        """Seconds for `steps_left` more training steps, or None before a step has been timed."""
-        return None if self.sec_per_step is None else steps_left * self.sec_per_step
+    def still_to_come(self, kind: str, step: int) -> int:
+        """How often `kind` still runs after training step `step`, its own included (not yet done),
+        and the last step's (every kind runs after the run's last step)."""
+        every = self.every[kind]
+        return self.total // every - (step - 1) // every + (1 if self.total % every else 0)
 
-    def eta_text(self, steps_left: int) -> str:
-        seconds = self.eta(steps_left)
-        if seconds is None:
-            return "ETA ?"
-        minutes, sec = divmod(round(seconds), 60)
-        hours, minutes = divmod(minutes, 60)
-        return f"ETA {hours}:{minutes:02d}:{sec:02d}" if hours else f"ETA {minutes:02d}:{sec:02d}"
+    def eta(self, step: int) -> float | None:
+        """Seconds to the end from just after training step `step` (its periodic work still to do),
+        or None before a step has been timed."""
+        if self.sec_per_step is None:
+            return None
+        periodic = sum(self.still_to_come(kind, step) * seconds
+                       for kind, seconds in self.periodic_seconds.items() if kind in self.every)
+        return (self.total - step) * self.sec_per_step + periodic
+
+    def eta_text(self, step: int) -> str:
+        seconds = self.eta(step)
+        return "ETA ?" if seconds is None else f"ETA {clock_text(seconds)}"
+
+    def first_rate(self) -> float | None:
+        """The step time, once, as soon as it is measured on a few steps or seconds (so that a run
+        says early how long it takes); None before and after."""
+        if self._reported or self.sec_per_step is None or (self.steps_timed < 3 and self._window_time < 2.0):
+            return None
+        self._reported = True
+        return self.sec_per_step
+
+
+def clock_text(seconds: float) -> str:
+    """Seconds as M:SS under an hour, else H:MM:SS (the progress bar's ETA, the rate's message)."""
+    minutes, sec = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{sec:02d}" if hours else f"{minutes:02d}:{sec:02d}"
 
 
 CURVE_LABELS = {"loss_d": "D loss", "loss_g": "G loss", "d_real": "D on real images",
