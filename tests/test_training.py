@@ -374,7 +374,9 @@ def test_non_finite_loss_stops_and_names_the_step(tmp_path: Path) -> None:
     assert all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
 
 
-def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+# SIGUSR1: what slurm/train.sbatch has SLURM send before the time limit (tests/test_slurm.py).
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_stop_signal_writes_a_checkpoint_and_exits_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, str(REPO / "gancontrol.py"), "training", str(TRAINING_DATA), "100000", "8",
            str(out), *TINY, "--log-every", "1", "--checkpoint-every", "100000"]
@@ -384,10 +386,11 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     while not (out / "stats.jsonl").exists() or len((out / "stats.jsonl").read_text().splitlines()) < 3:
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err and "gancontrol.py resume" in err
+    assert proc.returncode == 128 + sig, err  # 143 for SIGTERM, 138 for SIGUSR1
+    assert "Traceback" not in err and f"Stopped by {sig.name} at step" in err
+    assert "gancontrol.py resume" in err
     step = load_checkpoint(out)["step"]
     assert 3 <= step < 100000
     assert not list(out.glob(".partial-*"))

@@ -55,12 +55,15 @@ class NonFiniteLoss(UserError):
 class RunResult:
     step: int
     run_dir: Path
-    stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when interrupted
+    stopped_by: str | None = None  # "SIGINT"/"SIGTERM"/"SIGUSR1" when interrupted
 
 
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """Ctrl-C or SIGTERM ask the loop to stop after the current step (a second Ctrl-C aborts)."""
+    """Ctrl-C, SIGTERM or SIGUSR1 ask the loop to stop after the current step (a second Ctrl-C aborts).
+
+    SIGUSR1 is what slurm/train.sbatch has SLURM send before the time limit (then it requeues).
+    """
 
     def handler(signum: int, frame: Any) -> None:
         if trainer.stop_signal is not None and signum == signal.SIGINT:
@@ -68,7 +71,7 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
         trainer.stop_signal = signum
 
     try:
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     except ValueError:  # not the main thread (e.g. called from a test thread): no handlers
         yield
         return
@@ -244,7 +247,8 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
     with stop_on_signals(trainer):
         _training_loop(trainer, run_dir, progress, (checkpoint or {}).get("best_swd"))
     log.info("%s at step %d", "stopped" if trainer.stop_signal else "finished", trainer.step)
-    stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(trainer.stop_signal)  # type: ignore[call-overload]
+    stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM",
+               signal.SIGUSR1: "SIGUSR1"}.get(trainer.stop_signal)  # type: ignore[call-overload]
     return RunResult(trainer.step, run_dir, stopped)
 
 
