@@ -143,8 +143,16 @@ PartitionName=test Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
 
     def job(self, job_id: str) -> dict[str, str]:
         """The job's fields as `scontrol show job` lists them (JobState, Restarts, ExitCode, ...)."""
-        fields = self.run("scontrol", "show", "job", "--oneliner", job_id).split()
-        return dict(f.split("=", 1) for f in fields if "=" in f)
+        tries = 5
+        while True:
+            try:
+                fields = self.run("scontrol", "show", "job", "--oneliner", job_id).split()
+                return dict(f.split("=", 1) for f in fields if "=" in f)
+            except RuntimeError:  # slurmctld can time out on a busy machine: ask again
+                tries -= 1
+                if not tries:
+                    raise
+                time.sleep(2)
 
     def wait(self, job_id: str, timeout: float) -> dict[str, str]:
         """Poll until the job has finished (sbatch --wait polls far more slowly); its fields."""

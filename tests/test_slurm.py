@@ -88,7 +88,7 @@ def uninterrupted(cluster: SlurmCluster, tmp_path_factory: pytest.TempPathFactor
                             str(tmp / "local"), *TRAIN, "--quiet")
         fields = cluster.wait(job.id, JOB_TIMEOUT)
         local.result()
-    assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), job.brief()
+    assert (fields["JobState"], fields["ExitCode"]) == ("COMPLETED", "0:0"), job.brief() + cluster.log_tail()
     return job, tmp / "local"
 
 
@@ -123,7 +123,7 @@ def test_slurm_pre_limit_signal_requeues_and_resumes_bit_identically(
     fields = cluster.wait(job.id, JOB_TIMEOUT)
     output = job.output()
     state = (fields["JobState"], fields["ExitCode"], fields["Restarts"])
-    assert state == ("COMPLETED", "0:0", "1"), job.brief()
+    assert state == ("COMPLETED", "0:0", "1"), job.brief() + cluster.log_tail()
     assert "USR1 (the time limit is near)" in output and "requeueing job" in output
     assert f"job {job.id} (restart 1): resume {job.run}" in output
     assert output.count(f"Trained to step {STEPS}") == 1
