@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 from typing import Any, ClassVar, get_type_hints
 
@@ -182,7 +183,7 @@ def _report(result: Any) -> None:
     if result.stopped_by:
         click.echo(f"Stopped by {result.stopped_by} at step {result.step}; checkpoint written. "
                    f"Continue with: python gancontrol.py resume {result.run_dir}", err=True)
-        sys.exit(130 if result.stopped_by == "SIGINT" else 143)
+        sys.exit(128 + signal.Signals[result.stopped_by])  # the shell's code for death by that signal
     if os.environ.get("RANK", "0") == "0":  # under torchrun: one line per run, not per process
         click.echo(f"Trained to step {result.step}: samples, loss curve and checkpoint in {result.run_dir}")
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -24,6 +25,17 @@ def make_image(path: Path, size: tuple[int, int] = (40, 30), color: tuple[int, i
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).convert(mode).save(path)
     return path
+
+
+def checkpoint_tensors(ckpt: dict) -> dict[str, torch.Tensor]:
+    """A checkpoint's weights, buffers and optimiser moments by name, to compare two runs exactly."""
+    flat = {}
+    for part in ("G", "D", "G_ema"):
+        flat.update({f"{part}.{k}": v for k, v in (ckpt[part] or {}).items()})  # no G_ema without EMA
+    for part in ("opt_g", "opt_d"):
+        for pid, st in ckpt[part]["state"].items():
+            flat.update({f"{part}.{pid}.{k}": v for k, v in st.items() if torch.is_tensor(v)})
+    return flat
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from dcgan.generate import load_generator, truncated_latents
 from dcgan.models import latents_for_seeds
 from dcgan.training.checkpoint import load_checkpoint
 from gancontrol import cli
-from tests.conftest import REPO, TRAINING_DATA, make_image
+from tests.conftest import REPO, TRAINING_DATA, checkpoint_tensors, make_image
 
 TINY = ["--resolution", "32", "--z-dim", "16", "--g-channels", "8", "--d-channels", "8", "--quiet",
         "--preset", "sngan-diffaug"]  # SN D, hinge, DiffAugment, EMA: the most code paths in one run
@@ -63,16 +63,6 @@ def test_short_run_writes_every_artifact(tmp_path: Path) -> None:
                                                "batch_order", "options"}
 
 
-def _state(ckpt: dict) -> dict[str, torch.Tensor]:
-    flat = {}
-    for part in ("G", "D", "G_ema"):
-        flat.update({f"{part}.{k}": v for k, v in (ckpt[part] or {}).items()})  # no G_ema without EMA
-    for part in ("opt_g", "opt_d"):
-        for pid, st in ckpt[part]["state"].items():
-            flat.update({f"{part}.{pid}.{k}": v for k, v in st.items() if torch.is_tensor(v)})
-    return flat
-
-
 VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2", "--upsample", "resize",
            "--mbstd", "4", "--noise"]
 
@@ -93,7 +83,7 @@ def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 6, *extra)
     split = train_tiny(tmp_path / "b", 3, *extra)
     run("resume", split, "--steps", 6, "--quiet")
-    a, b = _state(load_checkpoint(one_go)), _state(load_checkpoint(split))
+    a, b = checkpoint_tensors(load_checkpoint(one_go)), checkpoint_tensors(load_checkpoint(split))
     assert a.keys() == b.keys() and len(a) > 20
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert different == []
@@ -205,7 +195,7 @@ def test_runs_saved_before_the_spec_still_resume_exactly_and_generate(tmp_path: 
     assert np.array_equal(grid, np.asarray(Image.open(next((tmp_path / "fakes").iterdir()))))
     run("resume", old, "--steps", 4, "--quiet")
     one_go = train_tiny(tmp_path / "new", 4, "--grid-size", "4")
-    a, b = _state(load_checkpoint(one_go)), _state(load_checkpoint(old))
+    a, b = checkpoint_tensors(load_checkpoint(one_go)), checkpoint_tensors(load_checkpoint(old))
     assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
     saved = json.loads((old / "options.json").read_text())
     assert (saved["steps"], saved["channels"], saved["asked"]) == (4, 3, None)  # not recorded back then
@@ -384,7 +374,9 @@ def test_non_finite_loss_stops_and_names_the_step(tmp_path: Path) -> None:
     assert all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
 
 
-def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
+# SIGUSR1: what slurm/train.sbatch has SLURM send before the time limit (tests/test_slurm.py).
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1], ids=["SIGTERM", "SIGUSR1"])
+def test_a_stop_signal_writes_a_checkpoint_and_exits_cleanly(tmp_path: Path, sig: signal.Signals) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, str(REPO / "gancontrol.py"), "training", str(TRAINING_DATA), "100000", "8",
            str(out), *TINY, "--log-every", "1", "--checkpoint-every", "100000"]
@@ -394,10 +386,11 @@ def test_sigterm_writes_a_checkpoint_and_exits_cleanly(tmp_path: Path) -> None:
     while not (out / "stats.jsonl").exists() or len((out / "stats.jsonl").read_text().splitlines()) < 3:
         assert time.time() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 143, err
-    assert "Traceback" not in err and "gancontrol.py resume" in err
+    assert proc.returncode == 128 + sig, err  # 143 for SIGTERM, 138 for SIGUSR1
+    assert "Traceback" not in err and f"Stopped by {sig.name} at step" in err
+    assert "gancontrol.py resume" in err
     step = load_checkpoint(out)["step"]
     assert 3 <= step < 100000
     assert not list(out.glob(".partial-*"))

@@ -57,7 +57,7 @@ class NonFiniteLoss(UserError):
 class RunResult:
     step: int
     run_dir: Path
-    stopped_by: str | None = None  # "SIGINT"/"SIGTERM" when interrupted
+    stopped_by: str | None = None  # "SIGINT"/"SIGTERM"/"SIGUSR1" when interrupted
 
 
 STOP_NOTICE = "{name}: the run stops after the current step and writes a checkpoint (at large image sizes " \
@@ -68,11 +68,13 @@ AGAIN = ("Ctrl-C again stops at once without a checkpoint: the steps since the l
 
 @contextlib.contextmanager
 def stop_on_signals(trainer: Trainer) -> Iterator[None]:
-    """Ctrl-C or SIGTERM ask the loop to stop after the current step and write a checkpoint; a
+    """Ctrl-C, SIGTERM or SIGUSR1 ask the loop to stop after the current step and write a checkpoint; a
     second Ctrl-C stops at once (KeyboardInterrupt: atomic writes leave no half-written file).
 
     The handler says so itself, at once: the step and checkpoint can take a minute at 160 px, and a
     user who sees nothing presses Ctrl-C again, which then loses the steps since the last checkpoint.
+
+    SIGUSR1 is what slurm/train.sbatch has SLURM send before the time limit (then it requeues).
     """
 
     def handler(signum: int, frame: Any) -> None:
@@ -85,7 +87,7 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
             say_now(f"\n{STOP_NOTICE.format(name=name)}{again}\n")
 
     try:
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
     except ValueError:  # not the main thread (e.g. called from a test thread): no handlers
         yield
         return
@@ -313,7 +315,8 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
     with stop_on_signals(trainer):
         _training_loop(trainer, run_dir, progress, (checkpoint or {}).get("best_swd"))
     log.info("%s at step %d", "stopped" if trainer.stop_signal else "finished", trainer.step)
-    stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}.get(trainer.stop_signal)  # type: ignore[call-overload]
+    stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM",
+               signal.SIGUSR1: "SIGUSR1"}.get(trainer.stop_signal)  # type: ignore[call-overload]
     return RunResult(trainer.step, run_dir, stopped)
 
 
