@@ -13,6 +13,7 @@
   inception.py optional FID/KID from a local Inception-v3 state_dict
   spectrum.py  azimuthally averaged power spectra: top-band ratio of fakes vs reals, plot
   c2st.py      classifier two-sample test: k-fold CNN accuracy of fakes vs reals, surest-fakes grid
+  utility.py   do the fakes help a classifier? real / real + fake / fake-only training, tested on reals
 
 Importing this package (or color, features, embed, quality) loads numpy only: torch, piqa,
 matplotlib, scipy and scikit-learn are imported inside the functions that need them, so the CLI
