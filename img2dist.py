@@ -283,7 +283,8 @@ def utility(train_real: str, synthetic: str, test_real: str, ood: str | None, js
     Refused: a class missing from a folder, fewer than 5 images of a class, a test image that is
     also in TRAIN_REAL or SYNTHETIC (same pixels).
 
-    About 11 minutes for 400 + 400 images of 64 px, all regimes, 3 seeds, on 2 CPU cores.
+    Time: 65 s of CPU for 400 + 400 images of 64 px, all regimes, 3 seeds (one thread of a
+    2-core AMD EPYC, fp32; docs/performance.md). On a busy machine run it with OMP_NUM_THREADS=1.
 
     \b
     Examples:
