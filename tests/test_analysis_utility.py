@@ -35,23 +35,16 @@ from dcgan.analysis.utility import (
     train_classifier,
 )
 from dcgan.errors import UserError
+from tests.conftest import lesion_images
 
 SHIFT = 40
 CLASSES = ("benign", "malignant")
 
 
-def lesions(n: int, malignant: bool, seed: int, size: int = 16) -> np.ndarray:
-    """Skin-coloured squares with a dark blurred disk of random place, size and colour."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    out = np.empty((n, size, size, 3), np.uint8)
-    for i in range(n):
-        cy, cx, r = rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(0.15, 0.3)
-        disk = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))[..., None]
-        lesion = rng.uniform(50, 130, 3) + (np.array([-SHIFT, 0, SHIFT]) if malignant else 0)
-        img = rng.uniform(150, 220, 3) * (1 - disk) + lesion * disk + rng.normal(0, 8, (size, size, 3))
-        out[i] = np.clip(img, 0, 255)
-    return out
+def lesions(n: int, malignant: bool, seed: int) -> np.ndarray:
+    """16 px lesions whose colour varies by more than SHIFT; malignant ones are bluer by SHIFT."""
+    return lesion_images(n, 16, seed, centre=(0.3, 0.7), radius=(0.15, 0.3), lesion=(50, 130), noise=8,
+                         shift=(-SHIFT, 0, SHIFT) if malignant else (0, 0, 0))
 
 
 def write_folder(root: Path, n: int, seed: int, names: tuple[str, str] = CLASSES) -> Path:
