@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,16 @@ def write_folder(root: Path, n: int, seed: int, names: tuple[str, str] = CLASSES
         for i, img in enumerate(lesions(n, bool(malignant), seed * 10 + malignant)):
             Image.fromarray(img).save(root / name / f"{i}.png")
     return root
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """16 px batches are too small to share: a second thread only waits, and on a busy machine two
+    spinning threads made this file take half an hour of wall time instead of a minute."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import UserError
-from ..images import decode_images, find_images
+from ..images import decode_images, find_images, open_image
 from ..resources import cpu_count
 from .c2st import _flip, _tensor
 from .c2st import classifier as c2st_cnn
@@ -104,13 +104,6 @@ class ClassFolder:
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.classes)}
 
 
-def _first_side(paths: list[Path]) -> int:
-    from PIL import Image
-
-    with Image.open(paths[0]) as img:
-        return min(img.size)
-
-
 def load_class_folder(root: str | Path, what: str, size: int | None) -> ClassFolder:
     """Decode every image under `root`; its first subfolder is its class. `what` names the argument."""
     root = Path(root)
@@ -119,14 +112,12 @@ def load_class_folder(root: str | Path, what: str, size: int | None) -> ClassFol
     if loose:
         raise UserError(f"{loose[0]}: {what} needs one subfolder per class (e.g. benign/, malignant/), "
                         f"this image is directly in {root}")
-    size = size or _first_side(paths)
+    size = size or min(open_image(paths[0]).size)  # an unreadable one is a one-line error naming it
     decoded = list(decode_images(paths, (size, size), workers=cpu_count()))
     kept = [d for d in decoded if d.error is None]
     names = [d.path.relative_to(root).parts[0] for d in kept]
     classes = sorted(set(names))
     images = np.stack([d.image for d in kept]) if kept else np.empty((0, size, size, 3), np.uint8)
-    if images.shape[-1] == 1:
-        images = np.repeat(images, 3, axis=-1)
     return ClassFolder(root, images, np.array([classes.index(n) for n in names], dtype=np.int64), classes,
                        [d.path for d in kept], [hashlib.sha256(d.image.tobytes()).hexdigest() for d in kept],
                        [d.error for d in decoded if d.error is not None])
