@@ -9,13 +9,14 @@ the lesion) is below the median over ../shared/data/isic/all-64, else *light*. A
 each class is held out as WORK/test; the rest (WORK/train) is all that the conditional GAN
 (`gancontrol.py training --conditional`, default preset) and the classifier see. Then
 `generate --class` makes --fakes per class into WORK/fakes and `img2dist.py utility` runs with its
-defaults (3 seeds), writing WORK/utility.json and WORK/utility.png. A stage whose output exists is
+defaults (3 seeds, one thread), writing WORK/utility.json and WORK/utility.png. A stage whose output exists is
 skipped, so a stopped run (SIGTERM: the GAN saves a checkpoint) goes on from there.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -61,8 +62,9 @@ def main() -> None:
             subprocess.run([py, "gancontrol.py", "generate", str(work / "run"), str(args.fakes),
                             str(work / "fakes" / name), "--class", name], cwd=REPO, check=True)
     folders = [str(work / name) for name in ("train", "fakes", "test")]
+    # one thread, as measured: on the shared machine two threads spun (docs/performance.md)
     subprocess.run([py, "img2dist.py", "utility", *folders, "--json", str(work / "utility.json")], cwd=REPO,
-                   check=True)
+                   check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 if __name__ == "__main__":
