@@ -38,6 +38,23 @@ def checkpoint_tensors(ckpt: dict) -> dict[str, torch.Tensor]:
     return flat
 
 
+def lesion_images(n: int, size: int = 16, seed: int = 0, *, centre: tuple[float, float] = (0.2, 0.8),
+                  radius: tuple[float, float] = (0.15, 0.4), lesion: tuple[float, float] = (40, 120),
+                  noise: float = 6, shift: tuple[float, float, float] = (0, 0, 0)) -> np.ndarray:
+    """Lesion-like uint8 images (n, size, size, 3): a skin-coloured square with a dark blurred disk of
+    random place, size and colour, plus mild noise; `shift` is added to every lesion's colour."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        cy, cx, r = rng.uniform(*centre), rng.uniform(*centre), rng.uniform(*radius)
+        disk = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))[..., None]
+        skin, colour = rng.uniform(150, 220, 3), rng.uniform(*lesion, 3) + np.asarray(shift)
+        img = skin * (1 - disk) + colour * disk + rng.normal(0, noise, (size, size, 3))
+        out[i] = np.clip(img, 0, 255)
+    return out
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     """Six 40x30 noise images (jpg and png) in a folder."""

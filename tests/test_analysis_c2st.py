@@ -24,22 +24,14 @@ from dcgan.analysis.c2st import (
 )
 from dcgan.analysis.judges import JUDGES
 from dcgan.errors import UserError
+from tests.conftest import lesion_images
 
 FAST = C2STOptions(folds=3, epochs=15, batch_size=16, seed=0, width=8)
 
 
 def blobs(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
     """Smooth random color fields with mild noise: one distribution, many different images."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    out = np.empty((n, size, size, 3), np.uint8)
-    for i in range(n):
-        cy, cx, r = rng.uniform(0.2, 0.8), rng.uniform(0.2, 0.8), rng.uniform(0.15, 0.4)
-        disk = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r**2))[..., None]
-        skin, lesion = rng.uniform(150, 220, 3), rng.uniform(40, 120, 3)
-        img = skin * (1 - disk) + lesion * disk + rng.normal(0, 6, (size, size, 3))
-        out[i] = np.clip(img, 0, 255)
-    return out
+    return lesion_images(n, size, seed)
 
 
 def with_checkerboard(images: np.ndarray, amplitude: int = 20) -> np.ndarray:

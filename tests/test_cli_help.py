@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMMANDS = {
     isic_dataset: ["download", "transform", "augment"],
     gancontrol: ["training", "resume", "generate"],
-    img2dist: ["distance", "embedding", "quality", "turing", "turing-score"],
+    img2dist: ["distance", "embedding", "quality", "turing", "turing-score", "utility"],
 }
 
 

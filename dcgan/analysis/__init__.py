@@ -14,6 +14,7 @@
   spectrum.py  azimuthally averaged power spectra: top-band ratio of fakes vs reals, plot
   judges.py    the two-sample test's judges: small classifiers of different families (registry)
   c2st.py      classifier two-sample test: k-fold accuracy of each judge, the strongest as verdict
+  utility.py   do the fakes help a classifier? real / real + fake / fake-only training, tested on reals
 
 Importing this package (or color, features, embed, quality) loads numpy only: torch, piqa,
 matplotlib, scipy and scikit-learn are imported inside the functions that need them, so the CLI
