@@ -276,7 +276,7 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Sensitivity and specificity call an image positive at this probability or above.")
 @click.option("--bootstrap", type=click.IntRange(min=100), default=1000, show_default=True,
-              help="Bootstrap replicates (test images and seeds resampled) of the 95%% intervals.")
+              help="Bootstrap replicates (test images and seeds resampled) of the 95% intervals.")
 @click.option("--size", type=click.IntRange(min=8), default=None,
               help="Side the images are cropped and resized to [default: that of TRAIN_REAL's first image].")
 @seed_option

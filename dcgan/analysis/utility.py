@@ -34,7 +34,7 @@ from ..errors import UserError
 from ..images import decode_images, find_images, open_image
 from ..resources import cpu_count
 from .c2st import _flip, _tensor
-from .c2st import classifier as c2st_cnn
+from .judges import strided_net
 
 if TYPE_CHECKING:
     import torch
@@ -49,10 +49,10 @@ SCORE_NAMES = {"roc_auc": "ROC AUC", "balanced_accuracy": "balanced accuracy"}
 
 
 def small_cnn(num_classes: int, width: int) -> nn.Module:
-    """The C2ST's classifier (three stride-2 convs, global pool) with one logit per class."""
+    """The C2ST's `strided` judge (three stride-2 convs, global pool) with one logit per class."""
     from torch import nn
 
-    net = c2st_cnn(3, width)
+    net = strided_net(3, width)
     net[-1] = nn.Linear(net[-1].in_features, num_classes)
     return net
 
