@@ -166,7 +166,7 @@ def test_a_run_prints_its_step_time_in_its_first_steps(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     said = [line for line in result.output.splitlines() if line.startswith("measured ")]
     assert len(said) == 1, result.output
-    match = re.fullmatch(r"measured (\d+\.\d\d) s per step of 4 images at 16 px on cpu: with its sample "
+    match = re.fullmatch(r"measured (\d[\d.e-]*) s per step of 4 images at 16 px on cpu: with its sample "
                          r"grids and checkpoints the run ends in about (\d\d):(\d\d) \(longer while other "
                          r"jobs share this machine\)", said[0])
     assert match and float(match[1]) > 0, said[0]

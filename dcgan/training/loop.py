@@ -418,7 +418,7 @@ def _say_rate(trainer: Trainer, sec_per_step: float, eta: float | None, progress
     bar) on the console, within a run's first seconds: on a busy machine the steps can take several
     times what the README says, and the ETA then has few steps behind it."""
     options = trainer.options
-    text = (f"measured {sec_per_step:.2f} s per step of {options.batch_size} images at {options.resolution} "
+    text = (f"measured {sec_per_step:.3g} s per step of {options.batch_size} images at {options.resolution} "
             f"px on {trainer.device.type}: with its sample grids and checkpoints the run ends in about "
             f"{runlog.clock_text(eta or 0)} (longer while other jobs share this machine)")
     log.info(text)
