@@ -32,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from dcgan.analysis.c2st import C2STOptions, panel_test, reference_test, strongest  # noqa: E402
+from dcgan.analysis.c2st import C2STOptions, panel_accuracies, panel_test, reference_test  # noqa: E402
 from dcgan.analysis.quality import load_quality_set, pr_features, precision_recall, sliced_wasserstein  # noqa: E402
 from dcgan.analysis.spectrum import spectrum_report  # noqa: E402
 
@@ -54,10 +54,7 @@ def score(real: object, fake_dir: Path, c2st: bool = True) -> dict[str, float]:
            "spectrum": spectrum["top_band_ratio"], "peak": spectrum["peak_ratio"]}
     if c2st:
         # The judge panel; the strongest judge is the verdict (`c2st`), each judge's figure beside it.
-        panel = panel_test(reals, fake, C2STOptions())
-        best = strongest(panel)
-        out.update(c2st=panel[best]["accuracy"], c2st_judge=best,
-                   **{f"c2st_{j}": r["accuracy"] for j, r in panel.items()})
+        out.update(panel_accuracies(panel_test(reals, fake, C2STOptions()), "c2st"))
     return out
 
 

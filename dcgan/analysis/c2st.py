@@ -205,8 +205,16 @@ def strongest(results: dict[str, dict[str, Any]]) -> str:
     return max(results, key=lambda j: results[j]["accuracy"])
 
 
-def verdict(fake_vs_real: dict[str, dict[str, Any]], real_vs_real: dict[str, dict[str, Any]] | None,
-            confidence: float = 0.95) -> dict[str, Any]:
+def panel_accuracies(panel: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+    """A flat record of a panel for a log line: `key` the strongest judge's accuracy, `c2st_judge`
+    its name, `c2st_<judge>` each judge's."""
+    best = strongest(panel)
+    return {key: panel[best]["accuracy"], "c2st_judge": best,
+            **{f"c2st_{j}": r["accuracy"] for j, r in panel.items()}}
+
+
+def verdict(fake_vs_real: dict[str, dict[str, Any]],
+            real_vs_real: dict[str, dict[str, Any]] | None) -> dict[str, Any]:
     """The strongest judge (highest held-out accuracy; the first in panel order on ties) decides.
 
     Its p-value is Bonferroni-corrected for the number of judges (the best of k tests finds
@@ -251,7 +259,7 @@ def c2st_report(real: np.ndarray, fake: np.ndarray, opts: C2STOptions,
     """
     tests = panel_test(real, fake, opts)
     refs = reference_test(real, opts) if opts.reference else {}
-    decision = verdict(tests, refs or None, opts.confidence)
+    decision = verdict(tests, refs or None)
     main = tests[decision["judge"]]
     order = np.argsort(-np.asarray(main["prob_b"]), kind="stable")[: opts.surest]
     surest = [{"index": int(main["index_b"][i]), "prob_fake": float(main["prob_b"][i]),
@@ -302,7 +310,10 @@ def surest_grid(fake: np.ndarray, report: dict[str, Any], path: str | Path,
     if real is not None and report.get("surest_reals"):
         reals = grid_of(real[[s["index"] for s in report["surest_reals"][: len(idx)]]])
         height = max(grid.shape[1], reals.shape[1])
-        pad = lambda g: torch.nn.functional.pad(g, (0, 0, 0, height - g.shape[1]), value=255)  # noqa: E731
+
+        def pad(g: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.pad(g, (0, 0, 0, height - g.shape[1]), value=255)
+
         gap = torch.full((3, height, 2 * fake.shape[2] // 4), 255, dtype=grid.dtype)
         grid = torch.cat([pad(grid), gap, pad(reals)], 2)
     path = Path(path)

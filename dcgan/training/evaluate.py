@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..analysis.c2st import C2STOptions, panel_test, strongest
+from ..analysis.c2st import C2STOptions, panel_accuracies, panel_test
 from ..analysis.quality import pr_features, precision_recall, sliced_wasserstein
 from ..analysis.spectrum import band_ratio, mean_power, peak_ratio
 from ..images import to_uint8
@@ -57,10 +57,7 @@ class Evaluator:
                   "spectrum_ratio": band_ratio(fake_power, self.real_power),
                   "spectrum_peak": peak_ratio(fake_power, self.real_power)[0]}
         if trainer.step >= trainer.options.steps and min(len(fake), len(self.real)) >= self.c2st.folds:
-            panel = panel_test(self.real, fake, self.c2st)
-            best = strongest(panel)
-            record.update(c2st_accuracy=panel[best]["accuracy"], c2st_judge=best,
-                          **{f"c2st_{j}": r["accuracy"] for j, r in panel.items()})
+            record.update(panel_accuracies(panel_test(self.real, fake, self.c2st), "c2st_accuracy"))
         return {**record, "eval_images": len(fake), "eval_seconds": time.perf_counter() - t0}
 
     def is_best(self, record: dict[str, Any]) -> bool:
