@@ -60,6 +60,7 @@ class RunResult:
     stopped_by: str | None = None  # "SIGINT"/"SIGTERM"/"SIGUSR1" when interrupted
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)  # SIGUSR1: SLURM's pre-limit warning
 STOP_NOTICE = "{name}: the run stops after the current step and writes a checkpoint (at large image sizes " \
               "that can take a minute)."
 AGAIN = ("Ctrl-C again stops at once without a checkpoint: the steps since the last one are lost "
@@ -87,7 +88,7 @@ def stop_on_signals(trainer: Trainer) -> Iterator[None]:
             say_now(f"\n{STOP_NOTICE.format(name=name)}{again}\n")
 
     try:
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1)}
+        old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     except ValueError:  # not the main thread (e.g. called from a test thread): no handlers
         yield
         return
@@ -315,8 +316,7 @@ def _run_trainer(spec: RunSpec, run_dir: Path, checkpoint: dict[str, Any] | None
     with stop_on_signals(trainer):
         _training_loop(trainer, run_dir, progress, (checkpoint or {}).get("best_swd"))
     log.info("%s at step %d", "stopped" if trainer.stop_signal else "finished", trainer.step)
-    stopped = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM",
-               signal.SIGUSR1: "SIGUSR1"}.get(trainer.stop_signal)  # type: ignore[call-overload]
+    stopped = signal.Signals(trainer.stop_signal).name if trainer.stop_signal else None
     return RunResult(trainer.step, run_dir, stopped)
 
 
