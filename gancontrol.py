@@ -28,7 +28,7 @@ except ModuleNotFoundError as err:  # started by a Python without the set-up: on
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 POSITIONAL = ("training_images", "steps", "batch_size", "output_dir")
 DERIVED = ("user_set",)
-CHOICES = {"arch": ["dcgan", "sngan"], "device": ["auto", "cpu", "cuda"],
+CHOICES = { "device": ["auto", "cpu", "cuda"],
            "precision": ["auto", "bf16", "fp32"]}
 
 
@@ -82,6 +82,7 @@ TRAINING_USAGE = ("training TRAINING_IMAGES STEPS BATCH_SIZE OUTPUT_DIR, "
 def train_options(func: Any) -> Any:
     """Add one click option per TrainOptions field (so the CLI, YAML and saved runs never drift)."""
     from dcgan.names import (
+        ARCH_NAMES,
         D_INPUT_NAMES,
         DOWNSAMPLING_NAMES,
         GRADIENT_PENALTY_NAMES,
@@ -91,7 +92,8 @@ def train_options(func: Any) -> Any:
     )
     from dcgan.options import PRESETS
 
-    choices = {**CHOICES, "loss": list(LOSS_NAMES), "gp": list(GRADIENT_PENALTY_NAMES),
+    choices = {**CHOICES, "arch": list(ARCH_NAMES), "loss": list(LOSS_NAMES),
+               "gp": list(GRADIENT_PENALTY_NAMES),
                "upsample": list(UPSAMPLING_NAMES), "downsample": list(DOWNSAMPLING_NAMES),
                "rgb_layer": list(RGB_LAYER_NAMES), "d_input": list(D_INPUT_NAMES),
                "preset": ["auto", *PRESETS]}

@@ -18,10 +18,12 @@ from this package. Imports point down only: nothing imports a module listed afte
   losses.py     registries of GAN losses and gradient penalties  [nothing]
   diffaug.py    registry of DiffAugment policies  [errors]
   models.py     Generator / Discriminator for any base*2^k size, SN, conditional BN  [errors, names]
+  fastgan.py    the few-shot G and D (FastGAN's ideas) for 64 px and up  [bands, models]
   options.py    TrainOptions (what the user asked): defaults, presets, YAML, validation
                 [errors, files, losses, diffaug, models]
   spec.py       RunSpec: a run's settings, settled once the images are known
                 [errors, files, compression, options]
+  architectures.py  the --arch registry: name -> G and D builders  [fastgan, models, spec]
   data/         the ISIC Archive client, transform, augment  [errors, files, images]
   analysis/     distances, embeddings, plots and quality measures for img2dist
                 [errors, files, images, compression]

@@ -16,17 +16,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .architectures import build_generator
 from .compression import LOSSLESS, Compression, jpeg
 from .errors import UserError
+from .fastgan import FewShotGenerator
 from .images import save_grid, to_pil, to_uint8
-from .models import Generator, build_generator, latents_for_seeds
+from .models import Generator, latents_for_seeds
 from .spec import RunSpec
 from .training.checkpoint import load_checkpoint
 from .training.distributed import resolve_device
 
 
 def load_generator(model: str | Path, use_ema: bool = True,
-                   device: str = "cpu") -> tuple[Generator, RunSpec, dict]:
+                   device: str = "cpu") -> tuple[Generator | FewShotGenerator, RunSpec, dict]:
     """The generator of a checkpoint (or run folder), in eval mode, with the run's spec."""
     ckpt = load_checkpoint(model)
     spec = RunSpec.from_checkpoint(ckpt)
@@ -36,7 +38,7 @@ def load_generator(model: str | Path, use_ema: bool = True,
     return G.to(device).eval(), spec, ckpt
 
 
-def truncated_latents(G: Generator, seeds: list[int], truncation: float) -> torch.Tensor:
+def truncated_latents(G: Generator | FewShotGenerator, seeds: list[int], truncation: float) -> torch.Tensor:
     """The latents of `seeds` with z pulled towards its mean (0) by `truncation`, trading variety for
     typicality; noise maps (with --noise) are left as they are, as StyleGAN's truncation does."""
     z = latents_for_seeds(seeds, G.latent_dim)

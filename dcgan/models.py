@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -26,24 +25,29 @@ from .bands import fine
 from .errors import UserError
 from .names import RGB_LAYER_NAMES
 
-if TYPE_CHECKING:
-    from .spec import RunSpec
-
 MAX_WIDTH_FACTOR = 8
 
 
-def size_plan(resolution: int, what: str = "resolution") -> tuple[int, int]:
-    """Return (base, k) with base * 2**k == resolution, base in (4, 5), k >= 2; else a `UserError`
-    that begins with `what` (the option, or the folder whose images have that size)."""
+# The smallest image each architecture takes (default 16): the few-shot D rebuilds a quarter of its
+# 4x-smaller map, which needs 3 doublings above the base map.
+SMALLEST_SIZE = {"fastgan": 32}
+
+
+def size_plan(resolution: int, what: str = "resolution", arch: str = "dcgan") -> tuple[int, int]:
+    """Return (base, k) with base * 2**k == resolution, base in (4, 5), k >= 2 and the resolution at
+    least `arch`'s smallest; else a `UserError` that begins with `what` (the option, or the folder
+    whose images have that size)."""
+    smallest = SMALLEST_SIZE.get(arch, 16)
     for base in (4, 5):
         k, size = 0, base
         while size < resolution:
             size, k = size * 2, k + 1
-        if size == resolution and k >= 2:
+        if size == resolution and k >= 2 and resolution >= smallest:
             return base, k
     fix = "" if what.startswith("--") else "; use --resolution or isic_dataset.py transform"
-    raise UserError(f"{what} {resolution}: must be 4 or 5 times a power of two, at least 16 "
-                    f"(e.g. 32, 64, 128, 160, 256, 512){fix}")
+    for_arch = f" for --arch {arch}" if smallest != 16 else ""
+    raise UserError(f"{what} {resolution}: must be 4 or 5 times a power of two, at least {smallest}"
+                    f"{for_arch} (e.g. 32, 64, 128, 160, 256, 512){fix}")
 
 
 def _widths(resolution: int, width: int) -> list[int]:
@@ -370,21 +374,6 @@ class Discriminator(nn.Module):
         features = self.main[:-1](x)
         projection = (self.embed(y)[:, :, None, None] * features).sum(dim=(1, 2, 3))
         return self.main[-1](features).flatten() + projection
-
-
-def build_generator(spec: RunSpec) -> Generator:
-    """G as a run's settled settings describe it."""
-    o = spec.options
-    return Generator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.upsample,
-                     o.rgb_layer, o.noise)
-
-
-def build_models(spec: RunSpec) -> tuple[Generator, Discriminator]:
-    """G and D as a run's settled settings describe them; G is built first, as its init draws come first."""
-    o = spec.options
-    G = build_generator(spec)
-    return G, Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes, o.mbstd,
-                            o.downsample, o.d_input)
 
 
 def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:

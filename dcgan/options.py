@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .names import GRADIENT_PENALTY_NAMES, LOSS_NAMES
+from .names import ARCH_NAMES, GRADIENT_PENALTY_NAMES, LOSS_NAMES
 
 
 def opt(default: Any, help: str, low: float | None = None, high: float | None = None,
@@ -76,7 +76,10 @@ class TrainOptions:
     z_dim: int = opt(100, "latent size", 1)
     g_channels: int = opt(64, "generator width (channels of its last hidden layer)", 1)
     d_channels: int = opt(64, "discriminator width (channels of its first layer)", 1)
-    arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer)")
+    arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer) | fastgan (few-shot G and D "
+                    "after FastGAN: skip-layer excitation, GLU blocks, a full-resolution D that also "
+                    "rebuilds the reals; --g-channels / --d-channels are its widths at 128 px; --upsample, "
+                    "--rgb-layer, --downsample and --mbstd do not apply)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
@@ -109,7 +112,7 @@ class TrainOptions:
     d_steps: int = opt(1, "D updates per G update", 1)
     ema: float = opt(0.999, "decay of the EMA generator that samples and generate use (0 = off); unless "
                      "given, the preset's: 0.95 with small-data and 0 (off) with classic (auto picks one of "
-                     "the two), 0.999 with sngan-diffaug or none. It warms up as "
+                     "the two), 0.995 with few-shot, 0.999 with sngan-diffaug or none. It warms up as "
                      "min(ema, (1+step)/(10+step))", 0, 1, high_open=True)
     seed: int = opt(0, "seeds weights, batch order and latents", 0, 2**32 - 1)
     log_every: int = opt(0, "steps between stats.jsonl lines (0 = auto)", 0)
@@ -149,7 +152,7 @@ class TrainOptions:
         check(self.loss in LOSSES, "loss", f"{self.loss!r}: unknown, choose from {', '.join(LOSSES)}")
         check(self.gp in GRADIENT_PENALTIES, "gp",
               f"{self.gp!r}: unknown, choose from {', '.join(GRADIENT_PENALTIES)}")
-        check(self.arch in ("dcgan", "sngan"), "arch", f"{self.arch!r}: choose dcgan or sngan")
+        check(self.arch in ARCH_NAMES, "arch", f"{self.arch!r}: choose {', '.join(ARCH_NAMES)}")
         from .models import UPSAMPLING
 
         check(self.upsample in UPSAMPLING, "upsample", f"{self.upsample!r}: choose {' or '.join(UPSAMPLING)}")
@@ -161,7 +164,7 @@ class TrainOptions:
         from .models import DOWNSAMPLING, RGB_LAYERS, size_plan
 
         if self.resolution is not None:
-            size_plan(self.resolution, name("resolution"))
+            size_plan(self.resolution, name("resolution"), self.arch)
 
         check(self.rgb_layer in RGB_LAYERS, "rgb_layer",
               f"{self.rgb_layer!r}: choose {', '.join(RGB_LAYERS)}")
@@ -318,6 +321,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     # DiffAugment, EMA; Zhao et al. 2020); not better at the CPU budget of docs/quality.md.
     "sngan-diffaug": {"arch": "sngan", "loss": "hinge", "diffaug": "color,translation,cutout", "ema": 0.999,
                       "lr_g": 2e-4, "lr_d": 2e-4},
+    # FastGAN's recipe for 100-1,000 images at 128 px and up (Liu et al. 2021; `dcgan.fastgan`): its
+    # networks with noise inputs, hinge loss, DiffAugment colour + translation, a long EMA; widths for a
+    # CPU budget (its 64 is 4x the work per image).
+    "few-shot": {"arch": "fastgan", "loss": "hinge", "diffaug": "color,translation", "ema": 0.995,
+                 "lr_g": 2e-4, "lr_d": 2e-4, "gp": "none", "noise": True, "d_input": "image",
+                 "mode_seeking": 0.0, "g_channels": 32, "d_channels": 32},
     "none": {},
 }
 

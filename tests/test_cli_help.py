@@ -104,9 +104,11 @@ def test_swapped_positional_arguments_say_which_argument_goes_where() -> None:
 
 
 def test_choice_names_match_the_registries() -> None:
+    from dcgan.architectures import ARCHITECTURES
     from dcgan.losses import GRADIENT_PENALTIES, LOSSES
     from dcgan.models import D_INPUTS, DOWNSAMPLING, RGB_LAYERS, UPSAMPLING
     from dcgan.names import (
+        ARCH_NAMES,
         D_INPUT_NAMES,
         DOWNSAMPLING_NAMES,
         GRADIENT_PENALTY_NAMES,
@@ -121,6 +123,7 @@ def test_choice_names_match_the_registries() -> None:
     assert list(DOWNSAMPLING_NAMES) == list(DOWNSAMPLING)
     assert list(RGB_LAYER_NAMES) == list(RGB_LAYERS)
     assert list(D_INPUT_NAMES) == list(D_INPUTS)
+    assert list(ARCH_NAMES) == list(ARCHITECTURES)
 
 
 @pytest.mark.parametrize("script", ["isic_dataset.py", "gancontrol.py", "img2dist.py"])

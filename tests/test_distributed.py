@@ -32,7 +32,8 @@ def torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]
 
 
 @pytest.mark.parametrize("extra", [["--arch", "dcgan", "--diffaug", "none"],
-                                   ["--arch", "sngan", "--gp", "r1", "--loss", "ragan"]])
+                                   ["--arch", "sngan", "--gp", "r1", "--loss", "ragan"],
+                                   ["--arch", "fastgan", "--d-input", "image+fine"]])
 def test_ranks_end_with_identical_weights(tmp_path: Path, extra: list[str]) -> None:
     dump = tmp_path / "dump"
     dump.mkdir()

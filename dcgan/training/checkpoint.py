@@ -174,7 +174,7 @@ def check_contents(ckpt: dict[str, Any], path: str | Path) -> None:
 
 def _models(spec: RunSpec, path: str | Path) -> tuple[torch.nn.Module, torch.nn.Module]:
     """G and D as the spec describes them, on the meta device (shapes only, no memory, no init)."""
-    from ..models import build_models
+    from ..architectures import build_models
 
     try:
         with torch.device("meta"):

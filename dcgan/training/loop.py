@@ -184,7 +184,8 @@ def train(asked: TrainOptions, overwrite: bool = False, progress: bool = True) -
 
     def settle_on(data: ImageSet) -> RunSpec:
         _check_data(data, asked)
-        size_plan(data.resolution, f"{training_folder(asked)}: image size")  # before the folder is made
+        # before the folder is made
+        size_plan(data.resolution, f"{training_folder(asked)}: image size", asked.arch)
         return settle(asked, len(data), data.resolution, data.channels, data.class_names, data.compression)
 
     return _in_run_folder(asked, settle_on, None, overwrite, progress)

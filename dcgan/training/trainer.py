@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..architectures import build_models
 from ..diffaug import make_augment
 from ..errors import UserError
+from ..fastgan import FewShotDiscriminator, FewShotGenerator
 from ..losses import GRADIENT_PENALTIES, LOSSES, mode_seeking
-from ..models import Discriminator, Generator, build_models
+from ..models import Discriminator, Generator
 from ..options import TrainOptions
 from ..spec import RunSpec
 from .checkpoint import rng_state, set_rng_state
@@ -77,11 +79,11 @@ class Trainer:
     data: ImageSet
     device: torch.device
     dist: DistInfo
-    G: Generator
-    D: Discriminator
+    G: Generator | FewShotGenerator
+    D: Discriminator | FewShotDiscriminator
     G_train: nn.Module  # G as called in training (DDP and/or torch.compile around G)
     D_train: nn.Module
-    G_ema: Generator | None
+    G_ema: Generator | FewShotGenerator | None
     opt_g: torch.optim.Adam
     opt_d: torch.optim.Adam
     order: BatchOrder
@@ -154,8 +156,15 @@ class Trainer:
         options, loss_fn = self.options, LOSSES[self.options.loss]
         real_in, fake_in = self.aug(real), self.aug(fake.detach())
         with self.autocast():
-            d_real, d_fake = self.D_train(real_in, y).float(), self.D_train(fake_in, y).float()
+            rebuilt = None
+            if getattr(self.D, "reconstructs", False):  # a few-shot D also rebuilds the reals (dcgan.fastgan)
+                d_real, rebuilt = self.D_train(real_in, y, reconstruct=True)
+            else:
+                d_real = self.D_train(real_in, y)
+            d_real, d_fake = d_real.float(), self.D_train(fake_in, y).float()
         loss_d = loss_fn.d(d_real, d_fake, options.label_smoothing)
+        if rebuilt is not None:
+            loss_d = loss_d + rebuilt.float()
         penalty = GRADIENT_PENALTIES[options.gp]
         if penalty is not None:  # fp32, raw D: double backward through DDP/compile is not supported
             gp = penalty(lambda v: self.D(v, y), real_in.float(), fake_in.float())
@@ -212,6 +221,13 @@ class Trainer:
             return
         decay = min(self.options.ema, (1 + self.step) / (10 + self.step))
         torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
+        # Spectral norm's power-iteration vectors (a G with spectral norm: --arch fastgan) follow G's, as
+        # StyleGAN copies its buffers: the EMA weights are close to G's, and the EMA copy never runs a
+        # training forward of its own that would iterate them.
+        power = [(mine, theirs) for (name, mine), theirs in zip(self.G_ema.named_buffers(), self.G.buffers(),
+                                                                strict=True) if ".parametrizations." in name]
+        if power:
+            torch._foreach_copy_([a for a, _ in power], [b for _, b in power])
 
     @torch.no_grad()
     def calibrate_ema(self) -> None:
@@ -232,7 +248,8 @@ class Trainer:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the calibration batches
         gen = torch.Generator().manual_seed(self.options.seed + 2)
-        self.G_ema.train()
+        for m in norms:  # only the BatchNorms: a spectral norm in train mode would iterate its vectors
+            m.train()
         try:
             for _ in range(CALIBRATION_IMAGES // CALIBRATION_BATCH):
                 z = torch.randn(CALIBRATION_BATCH, self.G.latent_dim, generator=gen).to(self.device)
@@ -240,8 +257,8 @@ class Trainer:
                      if self.num_classes else None)
                 self.G_ema(z, y)
         finally:
-            self.G_ema.eval()
             for m, momentum in zip(norms, momenta, strict=True):
+                m.eval()
                 m.momentum = momentum
         self.ema_calibrated_at = self.step
 
