@@ -99,9 +99,14 @@ class FewShotGenerator(nn.Module):
         size = base
         for i in range(1, k + 1):
             size *= 2
+            # FastGAN's UpBlockComp (a second conv, and noise) on every other size, counted from the top
+            # so that the full-size block is always the plain one: the costliest map gets the cheapest
+            # block and per-pixel noise never lands at full size, where it read as speckle (docs/quality.md).
+            # At 64 and 256 px that is FastGAN's own pattern (8, 32, 128 px).
+            comp = (k - i) % 2 == 1
             layers = [spectral_norm(NearestUpConv2d(widths[i - 1], 2 * widths[i])),
-                      *norm_glu(widths[i], size, noise and i % 2 == 1)]
-            if i % 2 == 1:  # FastGAN's UpBlockComp: a second conv (and noise) on every other size
+                      *norm_glu(widths[i], size, noise and comp)]
+            if comp:
                 layers += [_conv(widths[i], 2 * widths[i], 3, 1, 1), *norm_glu(widths[i], size, noise)]
             blocks.append(nn.ModuleList(layers))
         self.blocks = nn.ModuleList(blocks)

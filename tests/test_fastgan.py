@@ -22,9 +22,9 @@ FASTGAN = ["--arch", "fastgan", "--g-channels", "4", "--d-channels", "4"]
 
 
 @pytest.mark.parametrize(("size", "noise_sizes", "excited", "logits"),
-                         [(32, [8, 8, 32, 32], [], 2 * 25), (40, [10, 10, 40, 40], [], 2 * 49),
-                          (64, [8, 8, 32, 32], ["4"], 2 * 25),
-                          (160, [10, 10, 40, 40, 160, 160], ["4", "5"], 2 * 49)])
+                         [(32, [16, 16], [], 2 * 25), (40, [20, 20], [], 2 * 49),
+                          (64, [8, 8, 32, 32], ["4"], 2 * 25), (160, [20, 20, 80, 80], ["4", "5"], 2 * 49),
+                          (256, [8, 8, 32, 32, 128, 128], ["4", "5", "6"], 2 * 25)])
 def test_shapes_noise_maps_and_excitation_by_size(size: int, noise_sizes: list[int], excited: list[str],
                                                   logits: int) -> None:
     torch.manual_seed(0)
@@ -94,7 +94,7 @@ def test_fastgan_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> No
 def test_fastgan_generates_overviews_walks_and_evaluations(tmp_path: Path) -> None:
     out = train_tiny(tmp_path / "run", 2, *FASTGAN, "--noise", "--eval-every", "2", "--eval-images", "16")
     log = (out / "log.txt").read_text()
-    assert "fastgan D on image" in log and "noise inputs at 8, 8, 32, 32 px" in log
+    assert "fastgan D on image" in log and "noise inputs at 16, 16 px" in log
     evals = [r for r in map(json.loads, (out / "stats.jsonl").read_text().splitlines()) if "swd" in r]
     assert [e["step"] for e in evals] == [2] and evals[0]["swd"] > 0
     run("generate", out, 3, tmp_path / "g1", "--batch-size", 1, "--quiet")
