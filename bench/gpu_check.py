@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--width", type=int, default=None,
+                        help="--g-channels and --d-channels for both (default: each preset's)")
     parser.add_argument("--no-compile", action="store_true", help="only eager mode")
     parser.add_argument("--tiny", action="store_true", help="CPU, 32/64 px, small widths, 2 steps (the test)")
     parser.add_argument("--cpu", action="store_true", help="measure on the CPU (peak = max resident set)")
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no CUDA device here: --cpu measures on the CPU, --tiny is the smoke test", file=sys.stderr)
         return 2
     sizes = [32, 64] if args.tiny else [int(s) for s in args.sizes.split(",")]
-    width = 4 if args.tiny else None
+    width = 4 if args.tiny else args.width
     steps, warmup = (2, 1) if args.tiny else (args.steps, args.warmup)
     batch = 4 if args.tiny else args.batch
     compiles = [False] if args.no_compile or args.tiny or args.cpu else [False, True]

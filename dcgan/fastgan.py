@@ -27,7 +27,16 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .bands import fine
-from .models import D_INPUTS, ConditionalBatchNorm2d, NearestUpConv2d, NoiseInput, init_weights, size_plan
+from .models import (
+    D_INPUTS,
+    ConditionalBatchNorm2d,
+    LatentInput,
+    NearestUpConv2d,
+    NoiseInput,
+    init_weights,
+    run_layers,
+    size_plan,
+)
 
 # Channels per map, as multiples of --g-channels / --d-channels, from the base (4 or 5 px) map up:
 # FastGAN's table (4: 16, 8: 8, 16: 4, 32: 2, 64: 2, 128: 1, 256: 0.5, ...), by position.
@@ -69,7 +78,7 @@ class Excitation(nn.Module):
         return big * self.main(small).to(big.dtype)
 
 
-class FewShotGenerator(nn.Module):
+class FewShotGenerator(LatentInput):
     """z (N, latent_dim) [, class y (N,)] -> image (N, C, R, R) in [-1, 1]; see the module docstring.
 
     Same interface as `models.Generator` (`z_dim`, `latent_dim`, `noise_sizes`, `num_classes`), so the
@@ -115,26 +124,11 @@ class FewShotGenerator(nn.Module):
         self.to_rgb = _conv(widths[-1], channels, 3, 1, 1)
         self.apply(init_weights)
 
-    @property
-    def latent_dim(self) -> int:
-        return self.z_dim + sum(s * s for s in self.noise_sizes)
-
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if z.shape[1] != self.latent_dim:
-            raise ValueError(f"G takes latents of {self.latent_dim} numbers, got {z.shape[1]}")
-        if self.num_classes and y is None:
-            raise ValueError("a class-conditional generator needs class labels")
-        x = z[:, :self.z_dim].reshape(z.shape[0], self.z_dim, 1, 1)
-        maps = iter(z[:, self.z_dim:].split([s * s for s in self.noise_sizes], dim=1))
+        x, maps = self.inputs(z, y)
         feats: list[torch.Tensor] = []
         for i, block in enumerate(self.blocks):
-            for layer in block:
-                if isinstance(layer, ConditionalBatchNorm2d):
-                    x = layer(x, y)
-                elif isinstance(layer, NoiseInput):
-                    x = layer(x, next(maps))
-                else:
-                    x = layer(x)
+            x = run_layers(block, x, y, maps)
             if str(i) in self.excite:
                 x = self.excite[str(i)](feats[i - EXCITE_G], x)
             feats.append(x)

@@ -14,7 +14,7 @@ embedding with its last features (the projection discriminator of Miyato & Koyam
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -195,7 +195,46 @@ class NoiseInput(nn.Module):
         return torch.addcmul(x, self.strength.view(1, -1, 1, 1).to(x.dtype), noise)
 
 
-class Generator(nn.Module):
+class LatentInput(nn.Module):
+    """What every generator shares: a latent of z then the noise maps, flattened (`latent_dim`), and
+    layers that may take the class (conditional BatchNorm) or a noise map (`run_layers`).
+
+    Subclasses set `z_dim`, `num_classes` and `noise_sizes` (the side of each noise map, in order).
+    """
+
+    z_dim: int
+    num_classes: int
+    noise_sizes: list[int]
+
+    @property
+    def latent_dim(self) -> int:
+        """Numbers per image in G's input: z, then (with noise inputs) every noise map, flattened."""
+        return self.z_dim + sum(s * s for s in self.noise_sizes)
+
+    def inputs(self, z: torch.Tensor, y: torch.Tensor | None) -> tuple[torch.Tensor, Iterator[torch.Tensor]]:
+        """z as a (N, z_dim, 1, 1) map and an iterator over the noise maps; checks the latent and labels."""
+        if z.shape[1] != self.latent_dim:
+            raise ValueError(f"G takes latents of {self.latent_dim} numbers, got {z.shape[1]}")
+        if self.num_classes and y is None:
+            raise ValueError("a class-conditional generator needs class labels")
+        maps = iter(z[:, self.z_dim:].split([s * s for s in self.noise_sizes], dim=1))
+        return z[:, :self.z_dim].reshape(z.shape[0], self.z_dim, 1, 1), maps
+
+
+def run_layers(layers: Iterable[nn.Module], x: torch.Tensor, y: torch.Tensor | None,
+               maps: Iterator[torch.Tensor]) -> torch.Tensor:
+    """x through `layers`, handing conditional BatchNorms the classes and noise inputs their maps."""
+    for layer in layers:
+        if isinstance(layer, ConditionalBatchNorm2d):
+            x = layer(x, y)
+        elif isinstance(layer, NoiseInput):
+            x = layer(x, next(maps))
+        else:
+            x = layer(x)
+    return x
+
+
+class Generator(LatentInput):
     """z (N, z_dim) [, class y (N,)] -> image (N, C, R, R) in [-1, 1].
 
     Upsampling blocks with BatchNorm + ReLU, tanh output (the DCGAN paper). `upsample="transpose"`
@@ -249,28 +288,11 @@ class Generator(nn.Module):
         self.main = nn.Sequential(*layers)
         self.apply(init_weights)
 
-    @property
-    def latent_dim(self) -> int:
-        """Numbers per image in G's input: z, then (with noise inputs) every noise map, flattened."""
-        return self.z_dim + sum(s * s for s in self.noise_sizes)
-
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if z.shape[1] != self.latent_dim:
-            raise ValueError(f"G takes latents of {self.latent_dim} numbers, got {z.shape[1]}")
-        x = z[:, :self.z_dim].reshape(z.shape[0], self.z_dim, 1, 1)
+        x, maps = self.inputs(z, y)
         if not self.num_classes and not self.noise_sizes:
             return self.main(x)
-        if self.num_classes and y is None:
-            raise ValueError("a class-conditional generator needs class labels")
-        maps = iter(z[:, self.z_dim:].split([s * s for s in self.noise_sizes], dim=1))
-        for layer in self.main:
-            if isinstance(layer, ConditionalBatchNorm2d):
-                x = layer(x, y)
-            elif isinstance(layer, NoiseInput):
-                x = layer(x, next(maps))
-            else:
-                x = layer(x)
-        return x
+        return run_layers(self.main, x, y, maps)
 
 
 class MinibatchStd(nn.Module):
