@@ -1,9 +1,10 @@
-"""A few-shot GAN for 64 px and up: FastGAN's ideas (Liu et al. 2021), written for this toolkit.
+"""A few-shot GAN for 128 px and up (32 px at least): FastGAN's ideas (Liu et al. 2021), our code.
 
 FastGAN trains at 256-1024 px on 100-1,000 images in hours where a DCGAN blurs or collapses:
-- G: one upsampling block per size (nearest x2 + 3x3 conv + BatchNorm + GLU), every other block a
-  second conv and per-pixel noise; **skip-layer excitation**: the 4x4 map's channels gate the 64x64
-  map's (and 8 -> 128, 16 -> 256), a cheap long-range path that carries the layout to the fine maps.
+- G: one upsampling block per size (nearest x2 + 3x3 conv + BatchNorm + GLU), every other block
+  (counted from the full size down) a second conv and per-pixel noise; **skip-layer excitation**:
+  the 4x4 map's channels gate the 64x64 map's (and 8 -> 128, 16 -> 256), a cheap long-range path
+  that carries the layout to the fine maps.
 - D: a stride-1 first conv at full resolution (it sees the finest texture, as the strongest judges
   of `dcgan.analysis.judges` do), residual down blocks (4x4 stride-2 conv path + average-pool path),
   excitation 8x across sizes, patch logits from two views (the image and a half-size copy), and a
