@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -221,13 +222,22 @@ class Trainer:
             return
         decay = min(self.options.ema, (1 + self.step) / (10 + self.step))
         torch._foreach_lerp_(list(self.G_ema.parameters()), list(self.G.parameters()), 1.0 - decay)
-        # Spectral norm's power-iteration vectors (a G with spectral norm: --arch fastgan) follow G's, as
-        # StyleGAN copies its buffers: the EMA weights are close to G's, and the EMA copy never runs a
-        # training forward of its own that would iterate them.
-        power = [(mine, theirs) for (name, mine), theirs in zip(self.G_ema.named_buffers(), self.G.buffers(),
-                                                                strict=True) if ".parametrizations." in name]
+        ema_power, power = self._power_vectors
         if power:
-            torch._foreach_copy_([a for a, _ in power], [b for _, b in power])
+            torch._foreach_copy_(ema_power, power)
+
+    @functools.cached_property
+    def _power_vectors(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """G_ema's and G's spectral-norm power-iteration vectors (a G with spectral norm: --arch fastgan),
+        found once: loading a checkpoint copies into these same tensors.
+
+        They follow G's at every EMA update, as StyleGAN copies its buffers: the EMA weights are close to
+        G's, and the EMA copy never runs a training forward of its own that would iterate them.
+        """
+        assert self.G_ema is not None
+        pairs = [(mine, theirs) for (name, mine), theirs in zip(self.G_ema.named_buffers(), self.G.buffers(),
+                                                                strict=True) if ".parametrizations." in name]
+        return [a for a, _ in pairs], [b for _, b in pairs]
 
     @torch.no_grad()
     def calibrate_ema(self) -> None:
