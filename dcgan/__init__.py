@@ -18,7 +18,7 @@ from this package. Imports point down only: nothing imports a module listed afte
   losses.py     registries of GAN losses and gradient penalties  [nothing]
   diffaug.py    registry of DiffAugment policies  [errors]
   models.py     Generator / Discriminator for any base*2^k size, SN, conditional BN  [errors, names]
-  fastgan.py    the few-shot G and D (FastGAN's ideas) for 64 px and up  [bands, models]
+  fastgan.py    the few-shot G and D (FastGAN's ideas) for 128 px and up  [bands, models]
   options.py    TrainOptions (what the user asked): defaults, presets, YAML, validation
                 [errors, files, losses, diffaug, models]
   spec.py       RunSpec: a run's settings, settled once the images are known

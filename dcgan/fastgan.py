@@ -195,7 +195,7 @@ class FewShotDiscriminator(nn.Module):
         super().__init__()
         _, k = size_plan(resolution)
         w = _widths(resolution, width)
-        self.resolution, self.small = resolution, small_size(resolution)
+        self.small = small_size(resolution)
         view, view_channels = D_INPUTS[d_input](channels)
         act = nn.LeakyReLU(0.2, True)
         # Full resolution, stride 1: the first layer sees every pixel (FastGAN's choice up to 512 px).
@@ -241,16 +241,15 @@ class FewShotDiscriminator(nn.Module):
         logits = logits.flatten()
         if not reconstruct:
             return logits
-        image, target = x, small_image
         quarter = int(torch.randint(4, (1,)))  # the quarter to rebuild; global RNG, so resume stays exact
         row, col = divmod(quarter, 2)
         part_map = feats[-2]  # base * 4
         half = part_map.shape[-1] // 2
         crop = part_map[:, :, row * half:(row + 1) * half, col * half:(col + 1) * half]
-        side = image.shape[-1] // 2
-        part = image[:, :, row * side:(row + 1) * side, col * side:(col + 1) * side]
+        side = x.shape[-1] // 2
+        part = x[:, :, row * side:(row + 1) * side, col * side:(col + 1) * side]
         part = nn.functional.interpolate(part, size=self.small, mode="area")
-        loss = (reconstruction_loss(self.decode_big(last), target)
-                + reconstruction_loss(self.decode_small(small), target)
+        loss = (reconstruction_loss(self.decode_big(last), small_image)
+                + reconstruction_loss(self.decode_small(small), small_image)
                 + reconstruction_loss(self.decode_part(crop), part))
         return logits, loss
