@@ -103,6 +103,9 @@ class TrainOptions:
     loss: str = opt("bce", f"{' | '.join(LOSS_NAMES)} (bce: non-saturating; ra*: relativistic average)")
     gp: str = opt("none", f"gradient penalty: {' | '.join(GRADIENT_PENALTY_NAMES)}")
     gp_weight: float = opt(10.0, "weight of the gradient penalty", 0)
+    gp_every: int = opt(1, "apply the gradient penalty on every Nth D update only, N times as strong "
+                        "(StyleGAN2's lazy regularisation, 16 with r1: the penalty's double backward "
+                        "costs about as much as the rest of D's step)", 1)
     label_smoothing: float = opt(1.0, "one-sided: target for real images (0.9 = smoothing)", 0, 1,
                                  low_open=True)
     lr_g: float = opt(2e-4, "generator learning rate", 0, low_open=True)

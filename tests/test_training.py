@@ -92,6 +92,44 @@ def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     assert steps == sorted(set(steps)) and steps[-1] == 6
 
 
+def test_lazy_penalty_runs_every_nth_d_update_n_times_as_strong_and_across_resume(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--gp-every 4 with --d-steps 2: D updates 0..11 over 6 cycles, the penalty on 0, 4 and 8, each
+    weighted 4x; a run split by a resume penalises the same updates (the clock is the step)."""
+    from dcgan.training import trainer
+
+    calls: list[float] = []
+
+    def counted(discriminator: object, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        calls.append(1.0)
+        return trainer.GRADIENT_PENALTIES["none_r1"](discriminator, real, fake)
+
+    monkeypatch.setitem(trainer.GRADIENT_PENALTIES, "none_r1", trainer.GRADIENT_PENALTIES["r1"])
+    monkeypatch.setitem(trainer.GRADIENT_PENALTIES, "r1", counted)
+    lazy = ["--gp", "r1", "--gp-every", "4", "--d-steps", "2"]
+    one_go = train_tiny(tmp_path / "a", 6, *lazy)
+    assert len(calls) == 3
+    calls.clear()
+    split = train_tiny(tmp_path / "b", 3, *lazy)
+    assert len(calls) == 2  # D updates 0 and 4 of 0..5
+    run("resume", split, "--steps", 6, "--quiet")
+    assert len(calls) == 3  # and 8 of 6..11
+    a, b = checkpoint_tensors(load_checkpoint(one_go)), checkpoint_tensors(load_checkpoint(split))
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
+    # N times as strong: a constant penalty of 1 (no gradient, so the weights follow the run without
+    # one) adds 4 x --gp-weight to D's loss on updates 0 and 4, and nothing on the others.
+    monkeypatch.setitem(trainer.GRADIENT_PENALTIES, "r1", lambda d, r, f: torch.ones(()))
+    log = ["--log-every", "1", "--gp-weight", "0.5"]
+    with_one = train_tiny(tmp_path / "c", 6, "--gp", "r1", "--gp-every", "4", *log)
+    without = train_tiny(tmp_path / "d", 6, "--gp", "none", *log)
+
+    def loss_d(run_dir: Path) -> np.ndarray:
+        lines = (run_dir / "stats.jsonl").read_text().splitlines()
+        return np.array([json.loads(x)["loss_d"] for x in lines])
+
+    np.testing.assert_allclose(loss_d(with_one) - loss_d(without), [2, 0, 0, 0, 2, 0], atol=1e-4)
+
+
 def test_resume_refuses_when_done(tmp_path: Path) -> None:
     out = train_tiny(tmp_path / "r", 2)
     result = CliRunner().invoke(cli, ["resume", str(out)])

@@ -152,8 +152,9 @@ class Trainer:
         return self.augment(x) if self.augment is not None else x
 
     # -- one cycle -------------------------------------------------------------------------
-    def d_update(self, real: torch.Tensor, fake: torch.Tensor,
-                 y: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    def d_update(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None,
+                 d_index: int = 0) -> tuple[torch.Tensor, ...]:
+        """One D step; `d_index` counts D updates since the start (it decides a lazy penalty)."""
         options, loss_fn = self.options, LOSSES[self.options.loss]
         real_in, fake_in = self.aug(real), self.aug(fake.detach())
         with self.autocast():
@@ -167,9 +168,10 @@ class Trainer:
         if rebuilt is not None:
             loss_d = loss_d + rebuilt.float()
         penalty = GRADIENT_PENALTIES[options.gp]
-        if penalty is not None:  # fp32, raw D: double backward through DDP/compile is not supported
+        if penalty is not None and d_index % options.gp_every == 0:
+            # fp32, raw D: double backward through DDP/compile is not supported
             gp = penalty(lambda v: self.D(v, y), real_in.float(), fake_in.float())
-            loss_d = loss_d + options.gp_weight * gp
+            loss_d = loss_d + options.gp_weight * options.gp_every * gp
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         self.opt_d.step()
@@ -200,16 +202,17 @@ class Trainer:
 
     def train_step(self) -> torch.Tensor:
         """One cycle; returns this rank's `StepStats`, stacked (no host sync)."""
-        for _ in range(self.options.d_steps - 1):
+        first = self.step * self.options.d_steps  # D updates before this cycle: a lazy penalty's clock
+        for i in range(self.options.d_steps - 1):
             real, y = self.real_batch()
             with torch.no_grad(), self.autocast():
                 fake = self.G_train(self.latents(), y)
-            self.d_update(real, fake, y)
+            self.d_update(real, fake, y, first + i)
         real, y = self.real_batch()
         z = self.latents()
         with self.autocast():
             fake = self.G_train(z, y)  # fake labels = the real batch's labels
-        loss_d, d_real, d_fake = self.d_update(real, fake, y)
+        loss_d, d_real, d_fake = self.d_update(real, fake, y, first + self.options.d_steps - 1)
         loss_g = self.g_update(real, fake, z, y)  # reuses this fake, as the DCGAN reference does
         self.update_ema()
         self.step += 1
