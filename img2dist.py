@@ -203,10 +203,16 @@ def embedding(output_image: str, image_path: tuple[str, ...], method: str, featu
 @click.option("--figures", type=click.Path(file_okay=False), default=None,
               help="Folder for spectrum.png (power spectra) and, with --c2st, c2st_surest_fakes.png.")
 @seed_option
+@click.option("--cache", "cache", type=click.Path(file_okay=False), default=None,
+              help="Cache folder: with --c2st, each judge's reals-vs-reals baseline is kept there and "
+                   "reused by the next report on the same reals and settings (a third of the panel's "
+                   "time) [default: $XDG_CACHE_HOME/isic-gan or ~/.cache/isic-gan].")
+@no_cache_option
 @user_errors
 def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, pr_k: int, pr_feature: str,
             inception_weights: str | None, batch_size: int, c2st: bool, c2st_judges: str, c2st_folds: int,
-            c2st_epochs: int, c2st_bands: bool, figures: str | None, seed: int) -> None:
+            c2st_epochs: int, c2st_bands: bool, figures: str | None, seed: int, cache: str | None,
+            no_cache: bool) -> None:
     """Measure how much the images in FAKE_PATH look like those in REAL_PATH.
 
     Paired measures (piqa: PSNR, SSIM, MS-GMSD, MDSI, HaarPSI) of every fake against a random real;
@@ -236,7 +242,8 @@ def quality(real_path: str, fake_path: str, json_out: str | None, metrics: str, 
     report = quality_report(real_path, fake_path, QualityOptions(
         metrics=comma_list(metrics), seed=seed, pr_k=pr_k, pr_feature=pr_feature,
         inception_weights=inception_weights, batch_size=batch_size, figures=figures,
-        c2st=(C2STOptions(folds=c2st_folds, epochs=c2st_epochs, seed=seed, bands=c2st_bands, judges=judges)
+        c2st=(C2STOptions(folds=c2st_folds, epochs=c2st_epochs, seed=seed, bands=c2st_bands, judges=judges,
+                          cache_dir=None if (folder := _cache_dir(cache, no_cache)) is None else str(folder))
               if c2st else None)))
     for side in ("real", "fake"):
         for message in report[side]["skipped"]:

@@ -29,6 +29,13 @@ from tests.conftest import lesion_images
 FAST = C2STOptions(folds=3, epochs=15, batch_size=16, seed=0, width=8)
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`quality` keeps baselines in the default cache folder: never the user's ~/.cache here."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg" / "isic-gan"
+
+
 def blobs(n: int, size: int = 16, seed: int = 0) -> np.ndarray:
     """Smooth random color fields with mild noise: one distribution, many different images."""
     return lesion_images(n, size, seed)
@@ -122,6 +129,60 @@ def test_quality_command_with_c2st_writes_json_and_figures(tmp_path: Path) -> No
     assert Path(report["c2st"]["grid"]).is_file() and Path(report["spectrum"]["plot"]).is_file()
     assert report["spectrum"]["top_band_ratio"] > 2
     assert "bands" not in report["c2st"] and "fine view" not in out.output
+    assert "(cached)" not in out.output  # the default cache folder (the test's own) was empty
+    again = CliRunner().invoke(img2dist.cli, [
+        "quality", str(tmp_path / "reals"), str(tmp_path / "fakes"), "--metrics", "swd", "--c2st",
+        "--c2st-folds", "3", "--c2st-epochs", "2"])
+    assert again.exit_code == 0 and again.output.count("(cached)") == 5, again.output
+    off = CliRunner().invoke(img2dist.cli, [
+        "quality", str(tmp_path / "reals"), str(tmp_path / "fakes"), "--metrics", "swd", "--c2st",
+        "--c2st-folds", "3", "--c2st-epochs", "2", "--no-cache"])
+    assert off.exit_code == 0 and "(cached)" not in off.output
+
+
+def test_reals_vs_reals_baselines_are_kept_and_reused_only_for_the_same_reals_and_settings(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dcgan.analysis import c2st
+
+    trained: list[tuple[str, ...]] = []
+    real_panel = c2st.panel_test
+
+    def counted(a: np.ndarray, b: np.ndarray, opts: C2STOptions) -> dict:
+        trained.append(opts.judges)
+        return real_panel(a, b, opts)
+
+    monkeypatch.setattr(c2st, "panel_test", counted)
+    reals, fakes = blobs(24, seed=1), with_checkerboard(blobs(24, seed=2))
+    opts = C2STOptions(folds=3, epochs=2, batch_size=16, seed=0, width=8, judges=("strided", "statistics"),
+                       cache_dir=str(tmp_path / "cache"))
+    first = c2st_report(reals, fakes, opts)
+    assert trained == [("strided", "statistics"), ("strided", "statistics")]  # fakes, then the halves
+    assert len(list((tmp_path / "cache" / "c2st-reference").glob("*.json"))) == 2
+    trained.clear()
+    second = c2st_report(reals, with_checkerboard(blobs(24, seed=3)), opts)
+    assert trained == [("strided", "statistics")]  # the fakes only: the baselines were read back
+    for name in ("strided", "statistics"):
+        kept, fresh = second["judges"][name]["real_vs_real"], first["judges"][name]["real_vs_real"]
+        assert kept["cached"] is True and {k: v for k, v in kept.items() if k != "cached"} == fresh
+    assert "(cached)" in "\n".join(format_c2st(second))
+    # One more judge: only it is trained on the halves. Other reals, other epochs: trained again.
+    trained.clear()
+    c2st_report(reals, fakes, C2STOptions(**{**vars(opts), "judges": ("strided", "downscaled")}))
+    assert trained == [("strided", "downscaled"), ("downscaled",)]
+    trained.clear()
+    c2st_report(blobs(24, seed=4), fakes, opts)
+    c2st_report(reals, fakes, C2STOptions(**{**vars(opts), "epochs": 3}))
+    assert [len(t) for t in trained] == [2, 2, 2, 2]
+    # A damaged file is computed again and replaced; without a cache folder nothing is kept.
+    for path in (tmp_path / "cache" / "c2st-reference").glob("strided-*.json"):
+        path.write_text('{"accuracy": 7')
+    trained.clear()
+    again = c2st_report(reals, fakes, opts)
+    assert trained == [("strided", "statistics"), ("strided",)]
+    assert again["judges"]["strided"]["real_vs_real"] == first["judges"]["strided"]["real_vs_real"]
+    trained.clear()
+    c2st_report(reals, fakes, C2STOptions(**{**vars(opts), "cache_dir": None}))
+    assert trained == [("strided", "statistics")] * 2
 
 
 def test_quality_command_c2st_bands(tmp_path: Path) -> None:
