@@ -17,7 +17,7 @@ BAD = {
     "steps": "0", "batch_size": "0", "resolution": "8", "z_dim": "0", "g_channels": "0", "d_channels": "0",
     "arch": "resnet", "upsample": "bilinear", "downsample": "max", "rgb_layer": "tanh",
     "d_input": "edges",
-    "mbstd": "-1", "mode_seeking": "-0.5", "loss": "nope", "gp": "nope", "gp_weight": "-1",
+    "mbstd": "-1", "mode_seeking": "-0.5", "loss": "nope", "gp": "nope", "gp_weight": "-1", "gp_every": "0",
     "label_smoothing": "0", "lr_g": "-1", "lr_d": "0", "beta1": "2", "beta2": "1", "d_steps": "0",
     "ema": "1", "seed": "-1", "log_every": "-1", "sample_every": "-1", "checkpoint_every": "-1",
     "device": "tpu", "precision": "fp8", "grid_size": "0", "max_memory_gb": "-1", "preset": "magic",
