@@ -316,7 +316,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # noise inputs on the coarse maps and in a full-size RGB layer: random sources for texture, which G
     # otherwise paints as a grain that a classifier tells from the reals' skin; D shown the fine detail
     # that still gave the fakes away, and mode seeking on the looks, which wins back the recall a
-    # sharper D alone costs (at 0.6: at 0.3 some seeds drew a lattice of dark marks).
+    # sharper D alone costs (at 0.6: at 0.3 some seeds drew a lattice of dark marks). The DCGAN at every
+    # size: the few-shot networks measured no better at 64 px nor at 160 px (docs/quality.md).
     "small-data": {"arch": "dcgan", "loss": "bce", "ema": 0.95, "diffaug": "translation", "lr_g": 4e-4,
                    "lr_d": 2e-4, "gp": "none", "upsample": "resize", "rgb_layer": "conv-noise",
                    "noise": True, "d_input": "image+fine", "mode_seeking": 0.6},
