@@ -666,7 +666,7 @@ def test_ctrl_c_leaves_no_partial_file(fake: FakeIsicServer, tmp_path: Path) -> 
     try:
         assert partials(out), "the download never started"
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=20)
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130 and "Interrupted." in stderr and "Traceback" not in stderr, (
