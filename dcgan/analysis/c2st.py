@@ -239,29 +239,34 @@ def verdict(fake_vs_real: dict[str, dict[str, Any]],
 REFERENCE_CACHE_VERSION = 1  # bump when a judge's network, view or training changes
 
 
-def _reference_file(real: np.ndarray, opts: C2STOptions, judge: str) -> Path | None:
-    """Where one judge's reals-vs-reals baseline for these exact pixels and settings is kept.
+def _reference_files(real: np.ndarray, opts: C2STOptions) -> dict[str, Path | None]:
+    """Where each judge's reals-vs-reals baseline for these exact pixels and settings is kept.
 
-    The key holds everything the result depends on: the reals' bytes, the test's settings, the
-    judge's design, the torch version and the thread count (CPU kernels sum in another order with
-    another count, so a baseline from 2 threads is not the one 1 thread would get)."""
+    The key holds everything the result depends on: the reals' bytes (hashed once for all judges),
+    the test's settings, the judge's design, the torch version and the thread count (CPU kernels sum
+    in another order with another count, so a baseline from 2 threads is not the one 1 thread would
+    get)."""
     if opts.cache_dir is None:
-        return None
+        return {name: None for name in opts.judges}
     import hashlib
     import json
 
     import torch
 
-    spec = JUDGES[judge]
-    parts = {"shape": real.shape, "torch": torch.__version__, "threads": torch.get_num_threads(),
-             "judge": [judge, spec.width, *(getattr(f, "__name__", "") for f in
-                                           (spec.view, spec.network, spec.features))],
-             **{k: getattr(opts, k) for k in ("folds", "epochs", "width", "batch_size", "lr", "seed",
-                                              "confidence")}}
-    digest = hashlib.blake2b(np.ascontiguousarray(real).data, digest_size=16)
-    digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
-    return (Path(opts.cache_dir) / "c2st-reference"
-            / f"{judge}-{digest.hexdigest()}-v{REFERENCE_CACHE_VERSION}.json")
+    pixels = hashlib.blake2b(np.ascontiguousarray(real).data, digest_size=16)
+    files: dict[str, Path | None] = {}
+    for judge in opts.judges:
+        spec = JUDGES[judge]
+        parts = {"shape": real.shape, "torch": torch.__version__, "threads": torch.get_num_threads(),
+                 "judge": [judge, spec.width, *(getattr(f, "__name__", "") for f in
+                                               (spec.view, spec.network, spec.features))],
+                 **{k: getattr(opts, k) for k in ("folds", "epochs", "width", "batch_size", "lr", "seed",
+                                                  "confidence")}}
+        digest = pixels.copy()
+        digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
+        files[judge] = (Path(opts.cache_dir) / "c2st-reference"
+                        / f"{judge}-{digest.hexdigest()}-v{REFERENCE_CACHE_VERSION}.json")
+    return files
 
 
 def _read_reference(path: Path | None) -> dict[str, Any] | None:
@@ -295,7 +300,7 @@ def reference_test(real: np.ndarray, opts: C2STOptions) -> dict[str, dict[str, A
     if half < opts.folds:
         return {name: {"error": f"too few reals for two halves of {opts.folds} or more"}
                 for name in check_judges(opts.judges)}
-    files = {name: _reference_file(real, opts, name) for name in check_judges(opts.judges)}
+    files = _reference_files(real, replace(opts, judges=check_judges(opts.judges)))
     found = {name: r for name, path in files.items() if (r := _read_reference(path)) is not None}
     missing = tuple(name for name in opts.judges if name not in found)
     if missing:
