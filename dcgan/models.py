@@ -247,7 +247,7 @@ class Generator(LatentInput):
 
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
                  num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up",
-                 noise: bool = False):
+                 noise: bool = False, fine_layers: int = 0):
         super().__init__()
         if rgb_layer not in RGB_LAYERS:
             raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
@@ -280,8 +280,12 @@ class Generator(LatentInput):
             layers += [*up(c_in, c_out), *norm(c_out, size)]
         if rgb_layer != "up":  # each output pixel then mixes both parities of the last upsampling
             half = max(1, widths[-1] // 2)
-            layers += [*up(widths[-1], half), *norm(half, size * 2, rgb_layer == "conv-noise"),
-                       nn.Conv2d(half, channels, 3, 1, 1, bias=False)]
+            layers += [*up(widths[-1], half), *norm(half, size * 2, rgb_layer == "conv-noise")]
+            for _ in range(fine_layers):
+                layers += [nn.Conv2d(half, half, 3, 1, 1, bias=False), *norm(half, size * 2)]
+            layers.append(nn.Conv2d(half, channels, 3, 1, 1, bias=False))
+        elif fine_layers:
+            raise ValueError("fine_layers needs an RGB layer at full size (rgb_layer conv or conv-noise)")
         else:
             layers += [*up(widths[-1], channels)]
         layers.append(nn.Tanh())

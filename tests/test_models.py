@@ -250,6 +250,27 @@ def test_conv_noise_rgb_layer_adds_full_size_noise_before_the_rgb_conv() -> None
     assert diff.mean() > 0 and torch.equal(alone(z), alone(z.clone()))
 
 
+def test_fine_layers_add_full_size_convs_before_the_rgb_conv() -> None:
+    # `--g-fine-layers N`: N more 3x3 conv + BatchNorm + ReLU at full size, between the conv-noise
+    # layer's noise and the RGB conv; 0 leaves G (and its checkpoints' keys) as they were.
+    base = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise")
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", fine_layers=2)
+    assert G(torch.randn(2, G.latent_dim)).shape == (2, 3, 32, 32) and G.noise_sizes == [32]
+    assert base.state_dict().keys() == Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise",
+                                                 fine_layers=0).state_dict().keys()
+    convs = [m for m in G.main if isinstance(m, nn.Conv2d)]
+    assert len(convs) == len([m for m in base.main if isinstance(m, nn.Conv2d)]) + 2
+    assert [(c.in_channels, c.out_channels) for c in convs[-3:]] == [(4, 4), (4, 4), (4, 3)]
+    extra = sum(p.numel() for p in G.parameters()) - sum(p.numel() for p in base.parameters())
+    assert extra == 2 * (4 * 4 * 9 + 2 * 4)  # two convs and their BatchNorms' scale and shift
+    layers = list(G.main)
+    i = next(i for i, m in enumerate(layers) if isinstance(m, NoiseInput))
+    assert [type(m).__name__ for m in layers[i + 1:]] == ["ReLU", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d",
+                                                          "BatchNorm2d", "ReLU", "Conv2d", "Tanh"]
+    with pytest.raises(ValueError, match="fine_layers needs"):
+        Generator(32, 16, 8, 3, rgb_layer="up", fine_layers=1)
+
+
 def test_noise_inputs_start_silent_and_reach_every_normalised_map() -> None:
     # One noise map per BatchNorm on maps up to a quarter of the image (4 and 8 px at 32 px, not the
     # 16 px map before the last upsampling, nor the full-size one of the RGB conv), carried in the

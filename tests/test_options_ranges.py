@@ -16,7 +16,7 @@ from tests.conftest import TRAINING_DATA
 BAD = {
     "steps": "0", "batch_size": "0", "resolution": "8", "z_dim": "0", "g_channels": "0", "d_channels": "0",
     "arch": "resnet", "upsample": "bilinear", "downsample": "max", "rgb_layer": "tanh",
-    "d_input": "edges",
+    "d_input": "edges", "g_fine_layers": "9",
     "mbstd": "-1", "mode_seeking": "-0.5", "loss": "nope", "gp": "nope", "gp_weight": "-1", "gp_every": "0",
     "label_smoothing": "0", "lr_g": "-1", "lr_d": "0", "beta1": "2", "beta2": "1", "d_steps": "0",
     "ema": "1", "seed": "-1", "log_every": "-1", "sample_every": "-1", "checkpoint_every": "-1",
@@ -65,6 +65,14 @@ def test_out_of_range_value_is_one_error_line(tmp_path: Path, name: str) -> None
 @pytest.mark.parametrize("name", sorted(PAST_CLICK))
 def test_values_click_lets_through_are_refused_by_the_options(tmp_path: Path, name: str) -> None:
     _check_refused(_args(name, PAST_CLICK[name], tmp_path / "out"), name, tmp_path / "out")
+
+
+def test_fine_layers_without_a_full_size_rgb_layer_is_one_error_line(tmp_path: Path) -> None:
+    # `classic` keeps the DCGAN paper's output (its last upsampling makes RGB): no full-size layer.
+    out = tmp_path / "out"
+    args = [*_args("g_fine_layers", "2", out), "--preset", "classic"]
+    _check_refused(args, "g_fine_layers", out)
+    assert "rgb-layer conv or conv-noise" in CliRunner().invoke(cli, args).output
 
 
 @pytest.mark.parametrize("line,key", [("lr-g: -1", "lr-g -1.0: must be > 0"), ("beta1: 2", "beta1 2"),
