@@ -24,7 +24,7 @@ def _dcgan(spec: RunSpec) -> Models:
     G = Generator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.upsample,
                   o.rgb_layer, o.noise, o.g_fine_layers)
     return G, lambda: Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes,
-                                    o.mbstd, o.downsample, o.d_input)
+                                    o.mbstd, o.downsample, o.d_input, o.d_fine_layers)
 
 
 def _fastgan(spec: RunSpec) -> Models:

@@ -355,10 +355,13 @@ class Discriminator(nn.Module):
     the first (the DCGAN paper); `arch="sngan"` puts spectral normalisation on every layer and no
     BatchNorm (Miyato et al. 2018), which keeps D smooth and pairs well with hinge loss. `d_input`
     (a `D_INPUTS` name) says what the first conv sees: the image, or the image and its fine detail.
+    `fine_layers` 3x3 stride-1 convs (half the first width) come before the first strided one, as in
+    the panel's full-res judge, which a stride-2 first layer cannot match at the pixel scale.
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, channels: int = 3, arch: str = "dcgan",
-                 num_classes: int = 0, mbstd: int = 0, downsample: str = "stride", d_input: str = "image"):
+                 num_classes: int = 0, mbstd: int = 0, downsample: str = "stride", d_input: str = "image",
+                 fine_layers: int = 0):
         super().__init__()
         if downsample not in DOWNSAMPLING:
             raise ValueError(f"downsample {downsample!r}: choose from {', '.join(DOWNSAMPLING)}")
@@ -373,9 +376,12 @@ class Discriminator(nn.Module):
             layer = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn)
             return spectral_norm(layer) if sn else layer
 
-        view, view_channels = D_INPUTS[d_input](channels)
-        layers: list[nn.Module] = [*view, *down(conv(view_channels, widths[0], 4, 2, 1)),
-                                   nn.LeakyReLU(0.2, True)]
+        view, c = D_INPUTS[d_input](channels)
+        layers: list[nn.Module] = [*view]
+        for _ in range(fine_layers):  # stride 1 at full size: pixel-scale texture read before subsampling
+            layers += [conv(c, max(1, widths[0] // 2), 3, 1, 1), nn.LeakyReLU(0.2, True)]
+            c = max(1, widths[0] // 2)
+        layers += [*down(conv(c, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in itertools.pairwise(widths):
             layers += down(conv(c_in, c_out, 4, 2, 1))
             if not sn:

@@ -79,7 +79,7 @@ class TrainOptions:
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer) | fastgan (few-shot G and D "
                     "after FastGAN: skip-layer excitation, GLU blocks, a full-resolution D that also "
                     "rebuilds the reals; --g-channels / --d-channels are its widths at 128 px; --upsample, "
-                    "--rgb-layer, --g-fine-layers, --downsample and --mbstd do not apply)")
+                    "--rgb-layer, --g-fine-layers, --d-fine-layers, --downsample and --mbstd do not apply)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
@@ -90,6 +90,9 @@ class TrainOptions:
     g_fine_layers: int = opt(0, "extra 3x3 conv + BatchNorm + ReLU layers in G at full size, before the "
                              "RGB conv of --rgb-layer conv / conv-noise: capacity at the finest scale, where "
                              "hairs and sharp dots are drawn (the default G has one conv there)", 0, 8)
+    d_fine_layers: int = opt(0, "3x3 stride-1 conv layers in D at full size before its first strided conv "
+                             "(half its first width each): D reads pixel-scale texture before subsampling, "
+                             "as the panel's full-res judge does", 0, 8)
     downsample: str = opt("stride", "how D halves its maps: stride (4x4 stride-2 convs, the DCGAN paper) | "
                           "blur (the [1,3,3,1] low-pass first: no aliasing of G's pixel patterns)")
     d_input: str = opt("image", "what D looks at: image | image+fine (also the image's fine detail, the "

@@ -271,6 +271,20 @@ def test_fine_layers_add_full_size_convs_before_the_rgb_conv() -> None:
         Generator(32, 16, 8, 3, rgb_layer="up", fine_layers=1)
 
 
+def test_d_fine_layers_read_the_full_size_image_before_the_first_stride() -> None:
+    # `--d-fine-layers N`: N 3x3 stride-1 convs of half D's first width at full size, after the input
+    # view (image+fine: 6 channels) and before the first stride-2 conv; 0 leaves D's keys as they were.
+    base = Discriminator(32, 8, 3, d_input="image+fine")
+    assert base.state_dict().keys() == Discriminator(32, 8, 3, d_input="image+fine",
+                                                     fine_layers=0).state_dict().keys()
+    for arch in ("dcgan", "sngan"):
+        D = Discriminator(32, 8, 3, arch=arch, d_input="image+fine", fine_layers=2)
+        assert D(torch.randn(3, 3, 32, 32)).shape == (3,)
+        convs = [m for m in D.modules() if isinstance(m, nn.Conv2d)]
+        assert [(c.in_channels, c.out_channels, c.stride) for c in convs[:3]] == [
+            (6, 4, (1, 1)), (4, 4, (1, 1)), (4, 8, (2, 2))]
+
+
 def test_noise_inputs_start_silent_and_reach_every_normalised_map() -> None:
     # One noise map per BatchNorm on maps up to a quarter of the image (4 and 8 px at 32 px, not the
     # 16 px map before the last upsampling, nor the full-size one of the RGB conv), carried in the
