@@ -378,9 +378,10 @@ class Discriminator(nn.Module):
 
         view, c = D_INPUTS[d_input](channels)
         layers: list[nn.Module] = [*view]
+        fine_width = max(1, widths[0] // 2)
         for _ in range(fine_layers):  # stride 1 at full size: pixel-scale texture read before subsampling
-            layers += [conv(c, max(1, widths[0] // 2), 3, 1, 1), nn.LeakyReLU(0.2, True)]
-            c = max(1, widths[0] // 2)
+            layers += [conv(c, fine_width, 3, 1, 1), nn.LeakyReLU(0.2, True)]
+            c = fine_width
         layers += [*down(conv(c, widths[0], 4, 2, 1)), nn.LeakyReLU(0.2, True)]
         for c_in, c_out in itertools.pairwise(widths):
             layers += down(conv(c_in, c_out, 4, 2, 1))

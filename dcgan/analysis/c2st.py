@@ -254,14 +254,14 @@ def _reference_files(real: np.ndarray, opts: C2STOptions) -> dict[str, Path | No
     import torch
 
     pixels = hashlib.blake2b(np.ascontiguousarray(real).data, digest_size=16)
+    shared = {"shape": real.shape, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              **{k: getattr(opts, k) for k in ("folds", "epochs", "width", "batch_size", "lr", "seed",
+                                               "confidence")}}
     files: dict[str, Path | None] = {}
     for judge in opts.judges:
         spec = JUDGES[judge]
-        parts = {"shape": real.shape, "torch": torch.__version__, "threads": torch.get_num_threads(),
-                 "judge": [judge, spec.width, *(getattr(f, "__name__", "") for f in
-                                               (spec.view, spec.network, spec.features))],
-                 **{k: getattr(opts, k) for k in ("folds", "epochs", "width", "batch_size", "lr", "seed",
-                                                  "confidence")}}
+        parts = {**shared, "judge": [judge, spec.width, *(getattr(f, "__name__", "") for f in
+                                                          (spec.view, spec.network, spec.features))]}
         digest = pixels.copy()
         digest.update(json.dumps(parts, sort_keys=True, default=str).encode())
         files[judge] = (Path(opts.cache_dir) / "c2st-reference"
