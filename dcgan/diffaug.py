@@ -145,3 +145,55 @@ def make_augment(policy: str) -> Callable[[Tensor], Tensor] | None:
 
     return augment
 
+
+
+# Training cycles between two adjustments of p (StyleGAN2-ADA's ada_interval, in minibatches).
+ADA_INTERVAL = 4
+
+
+class AdaptiveAugment:
+    """A DiffAugment policy whose transforms each apply to an image with probability p, where p
+    follows how sure D is of the reals (StyleGAN2-ADA, Karras et al. 2020).
+
+    On a few hundred images D memorises the reals; the sign of its outputs on them, averaged
+    (`r_t`), climbs toward 1 as it does. Every `ADA_INTERVAL` training cycles p moves up when r_t is
+    above `target`, down when below, by the images seen over `kimg` thousand (so p can go from 0
+    to 1 in that many images). DiffAugment applies every transform to every image, however little
+    D overfits; here the augmentation is as strong as D's overfitting asks, and no stronger. p and
+    the running sums are tensors on the training device (no host sync per step) and are saved in
+    the checkpoint, so resumed runs stay exact.
+    """
+
+    def __init__(self, funcs: list[Callable[[Tensor], Tensor]], target: float, kimg: float,
+                 device: torch.device | str = "cpu") -> None:
+        self.funcs, self.target, self.kimg = funcs, target, kimg
+        self.p = torch.zeros((), device=device)
+        self.signs = torch.zeros((), device=device)  # sum of sign(D's realness) on the reals seen
+        self.count = torch.zeros((), device=device)  # ... over this many images
+
+    def __call__(self, x: Tensor) -> Tensor:
+        for f in self.funcs:
+            apply = torch.rand(x.shape[0], 1, 1, 1, device=x.device) < self.p
+            x = torch.where(apply, f(x), x)
+        return x
+
+    def observe(self, realness: Tensor) -> None:
+        """Count D's verdicts on a batch of (augmented) reals: realness > 0 means 'real'."""
+        self.signs += realness.detach().float().sign().sum()
+        self.count += realness.numel()
+
+    def adjust(self, reduce: Callable[[Tensor], Tensor] = lambda t: t) -> None:
+        """Move p by the images seen since the last adjustment; `reduce` sums over processes."""
+        both = reduce(torch.stack([self.signs, self.count]))
+        r_t = both[0] / both[1].clamp(min=1)
+        step = torch.sign(r_t - self.target) * both[1] / (self.kimg * 1000)
+        self.p = (self.p + step).clamp(0.0, 1.0)
+        self.signs.zero_()
+        self.count.zero_()
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"p": self.p.cpu(), "signs": self.signs.cpu(), "count": self.count.cpu()}
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        device = self.p.device
+        self.p, self.signs, self.count = (state[k].to(device).clone() for k in ("p", "signs", "count"))

@@ -31,6 +31,10 @@ class Loss:
     g: Callable[[Tensor | None, Tensor], Tensor]
     g_needs_real: bool = False
     uses_targets: bool = True
+    # D's verdict on each real, > 0 meaning 'real': adaptive augmentation (--ada-target) averages its
+    # sign. D's output for the losses whose boundary is 0; against the mean fake where only the
+    # difference is trained (relativistic, Wasserstein); against 0.5, between LSGAN's targets 0 and 1.
+    realness: Callable[[Tensor, Tensor], Tensor] = lambda real, fake: real
 
 
 def _ra(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,14 +103,24 @@ def rahinge_g(real: Tensor | None, fake: Tensor) -> Tensor:
     return F.relu(1.0 + rr).mean() + F.relu(1.0 - ff).mean()
 
 
+def _above_mean_fake(real: Tensor, fake: Tensor) -> Tensor:
+    return real - fake.mean()
+
+
+def _above_half(real: Tensor, fake: Tensor) -> Tensor:
+    return real - 0.5
+
+
 LOSSES: dict[str, Loss] = {
     "bce": Loss(bce_d, bce_g),                      # non-saturating (Goodfellow 2014; DCGAN)
-    "lsgan": Loss(lsgan_d, lsgan_g),                # least squares (Mao 2017)
+    "lsgan": Loss(lsgan_d, lsgan_g, realness=_above_half),     # least squares (Mao 2017)
     "hinge": Loss(hinge_d, minus_fake_g, uses_targets=False),   # SNGAN, BigGAN
-    "wgan": Loss(wgan_d, minus_fake_g, uses_targets=False),     # Arjovsky 2017; use --gp wgan
-    "ragan": Loss(ragan_d, ragan_g, g_needs_real=True),         # relativistic average
-    "ralsgan": Loss(ralsgan_d, ralsgan_g, g_needs_real=True),
-    "rahinge": Loss(rahinge_d, rahinge_g, g_needs_real=True, uses_targets=False),
+    # Arjovsky 2017; use --gp wgan
+    "wgan": Loss(wgan_d, minus_fake_g, uses_targets=False, realness=_above_mean_fake),
+    # relativistic average (Jolicoeur-Martineau 2018)
+    "ragan": Loss(ragan_d, ragan_g, g_needs_real=True, realness=_above_mean_fake),
+    "ralsgan": Loss(ralsgan_d, ralsgan_g, g_needs_real=True, realness=_above_mean_fake),
+    "rahinge": Loss(rahinge_d, rahinge_g, g_needs_real=True, uses_targets=False, realness=_above_mean_fake),
 }
 
 

@@ -137,6 +137,13 @@ class TrainOptions:
     preset: str = opt("auto", "a recipe that fills in the options you did not set; auto = small-data "
                       "below 5,000 training images, else classic (measured in docs/quality.md)")
     diffaug: str = opt("none", "DiffAugment policy, e.g. color,translation,cutout (none = off)")
+    ada_target: float = opt(0.0, "adaptive augmentation (StyleGAN2-ADA): each --diffaug transform applies "
+                            "to an image with a probability p, raised while D's sign on the reals averages "
+                            "above this and lowered below it (0 = off: every transform always; ADA's is "
+                            "0.6); p is in stats.jsonl", 0, 1, high_open=True)
+    ada_kimg: float = opt(10.0, "with --ada-target: thousands of images over which p can go from 0 to 1 "
+                          "(StyleGAN2-ADA's 500 suits its millions of images; a CPU run sees tens of "
+                          "thousands)", 0, low_open=True)
     conditional: bool = opt(False, "class-conditional GAN on the class subfolders of TRAINING_IMAGES")
     eval_every: int = opt(0, "steps between SWD / precision / recall evaluations of EMA-G (0 = off)", 0)
     eval_images: int = opt(256, "generated and real images used by each evaluation", MIN_EVAL_IMAGES)

@@ -158,5 +158,8 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
         raise UserError(f"--g-fine-layers {options.g_fine_layers}: needs --rgb-layer conv or conv-noise "
                         "(with up, G's last upsampling makes the RGB image: there is no full-size layer to "
                         "add to)")
+    if options.ada_target and options.diffaug in ("", "none"):
+        raise UserError(f"--ada-target {options.ada_target:g}: needs a --diffaug policy to apply adaptively "
+                        "(e.g. --diffaug translation,color,cutout)")
     options = dataclasses.replace(options, resolution=resolution)
     return RunSpec(options, channels, tuple(class_names) if options.conditional else (), asked, compression)

@@ -29,6 +29,8 @@ def main() -> None:
     (trainer,) = built
     state = {f"{name}.{k}": v for name, m in (("G", trainer.G), ("D", trainer.D), ("G_ema", trainer.G_ema))
              if m is not None for k, v in m.state_dict().items()}
+    if hasattr(trainer.augment, "p"):  # adaptive augmentation: p must move alike on every rank
+        state["augment.p"] = trainer.augment.p
     torch.save(state, Path(dump) / f"rank{os.environ['RANK']}.pt")
 
 

@@ -7,6 +7,7 @@ import torch
 
 from dcgan.diffaug import (
     AUGMENTATIONS,
+    AdaptiveAugment,
     cutout,
     flip,
     make_augment,
@@ -82,3 +83,34 @@ def test_policy_parsing() -> None:
     assert names == ["color", "translation", "cutout"]
     with pytest.raises(UserError, match="unknown augmentation"):
         parse_policy("color,zoom")
+
+
+def test_adaptive_augmentation_applies_each_transform_with_probability_p() -> None:
+    torch.manual_seed(3)
+    x = torch.rand(2000, 1, 2, 2) + 0.5  # all positive: a negated image is told by its sign
+    ada = AdaptiveAugment([lambda v: -v], target=0.6, kimg=1.0)
+    assert torch.equal(ada(x), x)  # p starts at 0: nothing applied
+    for p, low, high in [(0.25, 0.22, 0.28), (1.0, 1.0, 1.0)]:
+        ada.p = torch.tensor(p)
+        out = ada(x)
+        negated = (out < 0).flatten(1).all(1)
+        assert torch.equal(out[negated], -x[negated]) and torch.equal(out[~negated], x[~negated])
+        assert low <= float(negated.float().mean()) <= high
+
+
+def test_adaptive_augmentation_follows_ds_sign_on_the_reals() -> None:
+    ada = AdaptiveAugment([lambda v: v], target=0.6, kimg=1.0)
+    ada.observe(torch.tensor([3.0, 1.0, 0.5, -2.0] * 25))  # r_t = 0.5: below 0.6, and p is at 0
+    ada.adjust()
+    assert float(ada.p) == 0.0 and float(ada.count) == 0  # clamped; the sums start again
+    for _ in range(4):  # r_t = 0.8 over 100 images: up by 100 / 1000 each time
+        ada.observe(torch.tensor([1.0] * 90 + [-1.0] * 10))
+        ada.adjust()
+    assert float(ada.p) == pytest.approx(0.4)
+    ada.observe(torch.tensor([1.0] * 50 + [-1.0] * 50))
+    ada.adjust(lambda t: t * 2)  # two processes that saw the same: 200 images, down by 0.2
+    assert float(ada.p) == pytest.approx(0.2)
+    state = ada.state_dict()
+    other = AdaptiveAugment([lambda v: v], target=0.6, kimg=1.0)
+    other.load_state_dict(state)
+    assert float(other.p) == pytest.approx(0.2)

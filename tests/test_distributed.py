@@ -33,17 +33,19 @@ def torchrun(*args: str, timeout: int = 240) -> subprocess.CompletedProcess[str]
 
 @pytest.mark.parametrize("extra", [["--arch", "dcgan", "--diffaug", "none"],
                                    ["--arch", "sngan", "--gp", "r1", "--loss", "ragan"],
-                                   ["--arch", "fastgan", "--d-input", "image+fine"]])
+                                   ["--arch", "fastgan", "--d-input", "image+fine", "--ada-target", "0.3",
+                                    "--ada-kimg", "0.1"]])
 def test_ranks_end_with_identical_weights(tmp_path: Path, extra: list[str]) -> None:
     dump = tmp_path / "dump"
     dump.mkdir()
-    torchrun("tests/ddp_worker.py", str(TRAINING_DATA), str(tmp_path / "run"), str(dump), "--steps", "3",
+    torchrun("tests/ddp_worker.py", str(TRAINING_DATA), str(tmp_path / "run"), str(dump), "--steps", "4",
              "--batch-size", "8", *TINY, *extra)
     r0, r1 = torch.load(dump / "rank0.pt"), torch.load(dump / "rank1.pt")
     assert r0.keys() == r1.keys() and any(k.startswith("G_ema.") for k in r0)
     assert [k for k in r0 if not torch.equal(r0[k], r1[k])] == []  # parameters and buffers
     trained = load_checkpoint(tmp_path / "run")
-    assert trained["world_size"] == 2 and trained["step"] == 3
+    assert trained["world_size"] == 2 and trained["step"] == 4
+    assert ("augment.p" in r0) == ("--ada-target" in extra)
     assert all(torch.equal(trained["G"][k], r0[f"G.{k}"]) for k in trained["G"])
 
 

@@ -151,3 +151,18 @@ def test_mode_seeking_counts_different_looks_not_different_speckle() -> None:
     recoloured = torch.cat([torch.zeros(2, 3, 16, 16), torch.full((2, 3, 16, 16), 0.5)])
     assert float(mode_seeking(recoloured, z)) == pytest.approx(2.0, rel=1e-3)
     assert float(mode_seeking(speckled, z)) > 10 * float(mode_seeking(recoloured, z))
+
+
+# What D is trained to output on reals and on fakes, per loss (relativistic and Wasserstein: only
+# the difference is trained, so any pair with the real above).
+TRAINED = {"bce": (2.0, -2.0), "hinge": (1.0, -1.0), "lsgan": (1.0, 0.0), "wgan": (5.0, 3.0),
+           "ragan": (5.0, 3.0), "ralsgan": (5.0, 3.0), "rahinge": (5.0, 3.0)}
+
+
+@pytest.mark.parametrize("name", list(TRAINED))
+def test_realness_is_positive_where_d_says_real_and_negative_where_it_says_fake(name: str) -> None:
+    """Adaptive augmentation reads D's overfitting from the sign of `realness` on the reals."""
+    assert set(TRAINED) == set(LOSSES)
+    real, fake = (torch.full((4,), v) for v in TRAINED[name])
+    assert bool((LOSSES[name].realness(real, fake) > 0).all())
+    assert bool((LOSSES[name].realness(fake, real) < 0).all())  # a real D scores like a fake

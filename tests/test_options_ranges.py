@@ -16,7 +16,7 @@ from tests.conftest import TRAINING_DATA
 BAD = {
     "steps": "0", "batch_size": "0", "resolution": "8", "z_dim": "0", "g_channels": "0", "d_channels": "0",
     "arch": "resnet", "upsample": "bilinear", "downsample": "max", "rgb_layer": "tanh",
-    "d_input": "edges", "g_fine_layers": "9", "d_fine_layers": "-1",
+    "d_input": "edges", "g_fine_layers": "9", "ada_target": "1", "ada_kimg": "0", "d_fine_layers": "-1",
     "mbstd": "-1", "mode_seeking": "-0.5", "loss": "nope", "gp": "nope", "gp_weight": "-1", "gp_every": "0",
     "label_smoothing": "0", "lr_g": "-1", "lr_d": "0", "beta1": "2", "beta2": "1", "d_steps": "0",
     "ema": "1", "seed": "-1", "log_every": "-1", "sample_every": "-1", "checkpoint_every": "-1",
@@ -73,6 +73,13 @@ def test_fine_layers_without_a_full_size_rgb_layer_is_one_error_line(tmp_path: P
     args = [*_args("g_fine_layers", "2", out), "--preset", "classic"]
     _check_refused(args, "g_fine_layers", out)
     assert "rgb-layer conv or conv-noise" in CliRunner().invoke(cli, args).output
+
+
+def test_adaptive_augmentation_without_a_policy_is_one_error_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [*_args("ada_target", "0.6", out), "--diffaug", "none"]
+    _check_refused(args, "ada_target", out)
+    assert "needs a --diffaug policy" in CliRunner().invoke(cli, args).output
 
 
 @pytest.mark.parametrize("line,key", [("lr-g: -1", "lr-g -1.0: must be > 0"), ("beta1: 2", "beta1 2"),

@@ -130,6 +130,27 @@ def test_lazy_penalty_runs_every_nth_d_update_n_times_as_strong_and_across_resum
     np.testing.assert_allclose(loss_d(with_one) - loss_d(without), [2, 0, 0, 0, 2, 0], atol=1e-4)
 
 
+def test_adaptive_augmentation_moves_p_logs_it_and_resumes_exactly(tmp_path: Path) -> None:
+    """--ada-target: p rises from 0 as D grows sure of the reals, is logged, and a run split by a
+    resume between two adjustments (the sums of verdicts pending) ends with the same weights and p."""
+    ada = ["--ada-target", "0.3", "--ada-kimg", "0.1", "--log-every", "1"]
+    one_go = train_tiny(tmp_path / "a", 12, *ada)
+    split = train_tiny(tmp_path / "b", 6, *ada)  # 6 is not a multiple of the 4-step interval
+    assert float(load_checkpoint(split)["augment"]["count"]) == 16  # steps 5 and 6, 8 reals each
+    run("resume", split, "--steps", 12, "--quiet")
+    a, b = load_checkpoint(one_go), load_checkpoint(split)
+    ta, tb = checkpoint_tensors(a), checkpoint_tensors(b)
+    assert [k for k in ta if not torch.equal(ta[k], tb[k])] == []
+    assert torch.equal(a["augment"]["p"], b["augment"]["p"]) and 0 < float(a["augment"]["p"]) <= 1
+    p = [json.loads(x)["augment_p"] for x in (one_go / "stats.jsonl").read_text().splitlines()]
+    assert len(p) == 12 and p[0] == 0 and p[-1] == pytest.approx(float(a["augment"]["p"]))
+    assert all(x == p[3] for x in p[:3])  # p moves only every 4 steps
+    # without it, the stats and the checkpoint carry no p
+    plain = train_tiny(tmp_path / "c", 2, "--log-every", "1")
+    assert "augment_p" not in (plain / "stats.jsonl").read_text()
+    assert load_checkpoint(plain)["augment"] is None
+
+
 def test_resume_refuses_when_done(tmp_path: Path) -> None:
     out = train_tiny(tmp_path / "r", 2)
     result = CliRunner().invoke(cli, ["resume", str(out)])

@@ -105,6 +105,13 @@ def all_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
+def all_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    if info.enabled:
+        values = values.clone()
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+    return values
+
+
 def sync_buffers(modules: list[torch.nn.Module], info: DistInfo) -> None:
     """Give every rank rank 0's buffers (BatchNorm running statistics drift apart per rank)."""
     if info.enabled:

@@ -459,7 +459,7 @@ def _non_finite(trainer: Trainer, values: torch.Tensor | None, last_good: int,
 def _stats_record(trainer: Trainer, means: StepStats[float], sec_per_step: float) -> dict[str, Any]:
     images = trainer.options.batch_size * trainer.options.d_steps
     return {"step": trainer.step, "images_seen": trainer.step * images, "epoch": trainer.order.epoch,
-            **means._asdict(), "sec_per_step": sec_per_step,
+            **means._asdict(), **trainer.augment_stats(), "sec_per_step": sec_per_step,
             "images_per_sec": images / sec_per_step if sec_per_step else None, "time": time.time()}
 
 

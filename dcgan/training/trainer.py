@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..architectures import build_models
-from ..diffaug import make_augment
+from ..diffaug import ADA_INTERVAL, AdaptiveAugment, make_augment, parse_policy
 from ..errors import UserError
 from ..fastgan import FewShotDiscriminator, FewShotGenerator
 from ..losses import GRADIENT_PENALTIES, LOSSES, mode_seeking
@@ -31,7 +31,7 @@ from ..options import TrainOptions
 from ..spec import RunSpec
 from .checkpoint import rng_state, set_rng_state
 from .dataset import BatchOrder, ImageSet
-from .distributed import DistInfo, device_for, resolve_device
+from .distributed import DistInfo, all_sum, device_for, resolve_device
 
 # Latents whose batch statistics become the EMA generator's BatchNorm statistics (calibrate_ema):
 # enough for stable per-channel statistics, cheap enough for every grid and checkpoint (docs/performance.md).
@@ -90,7 +90,7 @@ class Trainer:
     order: BatchOrder
     latent_gen: torch.Generator
     bf16: bool
-    augment: Callable[[torch.Tensor], torch.Tensor] | None
+    augment: Callable[[torch.Tensor], torch.Tensor] | AdaptiveAugment | None
     step: int = 0
     stop_signal: int | None = None
     ema_calibrated_at: int = -1  # the step whose EMA weights G_ema's BatchNorm statistics belong to
@@ -148,6 +148,10 @@ class Trainer:
         """
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
+    def augment_stats(self) -> dict[str, float]:
+        """For stats.jsonl: the adaptive augmentation's probability (none without --ada-target)."""
+        return {"augment_p": float(self.augment.p)} if isinstance(self.augment, AdaptiveAugment) else {}
+
     def aug(self, x: torch.Tensor) -> torch.Tensor:
         return self.augment(x) if self.augment is not None else x
 
@@ -165,6 +169,8 @@ class Trainer:
                 d_real = self.D_train(real_in, y)
             d_real, d_fake = d_real.float(), self.D_train(fake_in, y).float()
         loss_d = loss_fn.d(d_real, d_fake, options.label_smoothing)
+        if isinstance(self.augment, AdaptiveAugment):
+            self.augment.observe(loss_fn.realness(d_real, d_fake))
         if rebuilt is not None:
             loss_d = loss_d + rebuilt.float()
         penalty = GRADIENT_PENALTIES[options.gp]
@@ -216,6 +222,8 @@ class Trainer:
         loss_g = self.g_update(real, fake, z, y)  # reuses this fake, as the DCGAN reference does
         self.update_ema()
         self.step += 1
+        if isinstance(self.augment, AdaptiveAugment) and self.step % ADA_INTERVAL == 0:
+            self.augment.adjust(functools.partial(all_sum, info=self.dist))
         return torch.stack(StepStats(loss_d, loss_g, d_real, d_fake)).float()
 
     @torch.no_grad()
@@ -304,6 +312,7 @@ class Trainer:
             "latent_rng": self.latent_gen.get_state(),
             "batch_order": self.order.state_dict(),
             "world_size": self.dist.world,
+            "augment": self.augment.state_dict() if isinstance(self.augment, AdaptiveAugment) else None,
         }
 
     def load_state_dict(self, ckpt: dict[str, Any]) -> None:
@@ -317,6 +326,8 @@ class Trainer:
         self.latent_gen.set_state(ckpt["latent_rng"])
         self.order.load_state_dict(ckpt["batch_order"])
         self.step = int(ckpt["step"])
+        if isinstance(self.augment, AdaptiveAugment) and ckpt.get("augment") is not None:
+            self.augment.load_state_dict(ckpt["augment"])
         self.ema_calibrated_at = -1
 
 
@@ -356,7 +367,8 @@ def build_trainer(spec: RunSpec, data: ImageSet, dist: DistInfo | None = None) -
         order=BatchOrder(len(data), options.seed),
         latent_gen=torch.Generator().manual_seed(options.seed + 1),
         bf16=use_bf16(options.precision, device),
-        augment=make_augment(options.diffaug))
+        augment=(AdaptiveAugment(parse_policy(options.diffaug), options.ada_target, options.ada_kimg, device)
+                 if options.ada_target else make_augment(options.diffaug)))
 
 
 def _wrap(module: nn.Module, dist: DistInfo, device: torch.device, compile_: bool) -> nn.Module:
