@@ -146,7 +146,6 @@ def make_augment(policy: str) -> Callable[[Tensor], Tensor] | None:
     return augment
 
 
-
 # Training cycles between two adjustments of p (StyleGAN2-ADA's ada_interval, in minibatches).
 ADA_INTERVAL = 4
 

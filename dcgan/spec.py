@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .compression import Compression
+from .diffaug import parse_policy
 from .errors import UserError
 from .options import OPTIONS_FILE, TrainOptions, apply_preset
 
@@ -158,7 +159,7 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
         raise UserError(f"--g-fine-layers {options.g_fine_layers}: needs --rgb-layer conv or conv-noise "
                         "(with up, G's last upsampling makes the RGB image: there is no full-size layer to "
                         "add to)")
-    if options.ada_target and options.diffaug in ("", "none"):
+    if options.ada_target and not parse_policy(options.diffaug):
         raise UserError(f"--ada-target {options.ada_target:g}: needs a --diffaug policy to apply adaptively "
                         "(e.g. --diffaug translation,color,cutout)")
     options = dataclasses.replace(options, resolution=resolution)
