@@ -97,19 +97,16 @@ def all_max(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     return values
 
 
-def all_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    if info.enabled:
-        values = values.clone()
-        dist.all_reduce(values, op=dist.ReduceOp.SUM)
-        values /= info.world
-    return values
-
-
 def all_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Elementwise sum over ranks (a copy; `values` itself is left as it was)."""
     if info.enabled:
         values = values.clone()
         dist.all_reduce(values, op=dist.ReduceOp.SUM)
     return values
+
+
+def all_mean(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    return all_sum(values, info) / info.world if info.enabled else values
 
 
 def sync_buffers(modules: list[torch.nn.Module], info: DistInfo) -> None:
