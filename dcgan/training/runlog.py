@@ -218,12 +218,17 @@ def clock_text(seconds: float) -> str:
 
 
 CURVE_LABELS = {"loss_d": "D loss", "loss_g": "G loss", "d_real": "D on real images",
-                "d_fake": "D on generated", "swd": "SWD", "precision": "precision", "recall": "recall"}
-QUALITY_PANELS = (("SWD x 1e3 (lower is better)", ("swd",)), ("precision / recall", ("precision", "recall")))
+                "d_fake": "D on generated", "swd": "SWD", "precision": "precision", "recall": "recall",
+                "augment_p": "p of each transform"}
+# Drawn only when the run logs them: the evaluations (--eval-every) and adaptive augmentation's p
+# (--ada-target), whose climb is the sign that D is overfitting the reals.
+OPTIONAL_PANELS = (("SWD x 1e3 (lower is better)", ("swd",)), ("precision / recall", ("precision", "recall")),
+                   ("augmentation probability", ("augment_p",)))
 
 
 def plot_loss_curve(run_dir: Path) -> None:
-    """Redraw loss_curve.png: losses, D outputs, and the evaluations (SWD, precision/recall) if any."""
+    """Redraw loss_curve.png: losses, D outputs, and the evaluations (SWD, precision/recall) and
+    adaptive augmentation's p if the run logs them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -234,7 +239,7 @@ def plot_loss_curve(run_dir: Path) -> None:
         return
     steps = [r["step"] for r in records]
     panels = [("loss", ("loss_d", "loss_g")), ("D output (mean logit)", ("d_real", "d_fake"))]
-    panels += [p for p in QUALITY_PANELS if any(p[1][0] in r for r in records)]
+    panels += [p for p in OPTIONAL_PANELS if any(p[1][0] in r for r in records)]
     fig, axes = plt.subplots(len(panels), 1, figsize=(9, 2.6 * len(panels)), sharex=True, squeeze=False)
     for ax, (title, keys) in zip(axes[:, 0], panels, strict=True):
         for key in keys:
