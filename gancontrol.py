@@ -90,7 +90,7 @@ def train_options(func: Any) -> Any:
         RGB_LAYER_NAMES,
         UPSAMPLING_NAMES,
     )
-    from dcgan.options import PRESETS
+    from dcgan.options import PRESETS, PRESETS_UP_TO
 
     choices = {**CHOICES, "arch": list(ARCH_NAMES), "loss": list(LOSS_NAMES),
                "gp": list(GRADIENT_PENALTY_NAMES),
@@ -98,12 +98,18 @@ def train_options(func: Any) -> Any:
                "rgb_layer": list(RGB_LAYER_NAMES), "d_input": list(D_INPUT_NAMES),
                "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
-    by_preset = {k for values in PRESETS.values() for k in values}
+    by_preset = {k for values in [*PRESETS.values(), *(v for _, v in PRESETS_UP_TO.values())] for k in values}
     def shown(v: Any) -> str:  # a flag reads as on / off (bool only: 0.0 == False in Python)
         return ("on" if v else "off") if isinstance(v, bool) else str(v)
 
-    recipes = "; ".join(f"{name}: " + ", ".join(f"{k.replace('_', '-')} {shown(v)}"
-                                                for k, v in values.items())
+    def listed(values: dict[str, Any]) -> str:
+        return ", ".join(f"{k.replace('_', '-')} {shown(v)}" for k, v in values.items())
+
+    def up_to(name: str) -> str:
+        largest, small = PRESETS_UP_TO.get(name, (0, {}))
+        return f" (up to {largest} px also {listed(small)})" if small else ""
+
+    recipes = "; ".join(f"{name}: {listed(values)}{up_to(name)}"
                         for name, values in PRESETS.items() if values)
     for f in reversed(dataclasses.fields(TrainOptions)):
         if f.name in POSITIONAL or f.name in DERIVED:

@@ -89,7 +89,7 @@ class TrainOptions:
                          "source for the finest texture; the noise map is part of each seed's latent)")
     g_fine_layers: int = opt(0, "extra 3x3 conv + BatchNorm + ReLU layers in G at full size, before the "
                              "RGB conv of --rgb-layer conv / conv-noise: capacity at the finest scale, where "
-                             "hairs and sharp dots are drawn (the default G has one conv there)", 0, 8)
+                             "hairs and sharp dots are drawn (without them G has one conv there)", 0, 8)
     d_fine_layers: int = opt(0, "3x3 stride-1 conv layers in D at full size before its first strided conv "
                              "(half its first width each): D reads pixel-scale texture before subsampling, "
                              "as the panel's full-res judge does", 0, 8)
@@ -347,15 +347,34 @@ PRESETS: dict[str, dict[str, Any]] = {
     "none": {},
 }
 
+# What a preset adds at and below a resolution, over its values above: measured better there, not
+# yet measured above it (docs/quality.md). Preset name -> (largest resolution, values).
+PRESETS_UP_TO: dict[str, tuple[int, dict[str, Any]]] = {
+    # G's capacity at full size (where hairs and sharp dots are drawn) and D as fast as G: the panel's
+    # strongest judge lower on every one of five seeds at 64 px, SWD and recall within their spread.
+    "small-data": (64, {"g_fine_layers": 2, "lr_d": 4e-4}),
+}
 
-def apply_preset(opts: TrainOptions, num_images: int) -> TrainOptions:
-    """`opts` with `auto` resolved by the number of training images and the preset's values filled
-    in where the user set none."""
+
+def preset_values(preset: str, resolution: int) -> dict[str, Any]:
+    """The values `preset` sets for images of `resolution` px."""
+    values = dict(PRESETS[preset])
+    largest, small = PRESETS_UP_TO.get(preset, (0, {}))
+    return {**values, **small} if resolution <= largest else values
+
+
+def apply_preset(opts: TrainOptions, num_images: int, resolution: int) -> TrainOptions:
+    """`opts` with `auto` resolved by the number of training images and the preset's values for
+    `resolution` px filled in where the user set none."""
     preset = opts.preset
     if preset == "auto":
         preset = "small-data" if num_images < SMALL_DATA_LIMIT else "classic"
-    values = {k: v for k, v in PRESETS[preset].items() if k not in opts.user_set}
-    return dataclasses.replace(opts, preset=preset, **values)
+    values = {k: v for k, v in preset_values(preset, resolution).items() if k not in opts.user_set}
+    out = dataclasses.replace(opts, preset=preset, **values)
+    if "g_fine_layers" in values and (out.rgb_layer == "up" or out.arch == "fastgan"):
+        # The user's G has no full-size layer for the preset's fine layers to join: left out, not an error.
+        out = dataclasses.replace(out, g_fine_layers=0)
+    return out
 
 
 def option_help() -> dict[str, str]:

@@ -154,7 +154,7 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
     """The spec of a new run: `asked` (validated) with its preset applied and its automatic values
     filled in, for `num_images` training images of `resolution` px and `channels`, in `class_names`,
     stored with `compression`."""
-    options = fill_automatic(apply_preset(asked, num_images))
+    options = fill_automatic(apply_preset(asked, num_images, resolution))
     if options.g_fine_layers and options.rgb_layer == "up" and options.arch != "fastgan":
         raise UserError(f"--g-fine-layers {options.g_fine_layers}: needs --rgb-layer conv or conv-noise "
                         "(with up, G's last upsampling makes the RGB image: there is no full-size layer to "

@@ -43,11 +43,15 @@ def test_presets_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
     assert (sn["preset"], sn["arch"], sn["loss"], sn["diffaug"], sn["ema"]) == (
         "sngan-diffaug", "sngan", "hinge", "color,translation,cutout", 0.999)
     # 54 training images: auto takes the small-data recipe (classic + short EMA + translation + resize G
-    # + G's learning rate doubled).
+    # + G's learning rate doubled; at this size also G's fine layers and D at G's rate).
     auto = json.loads((train_tiny(tmp_path / "d", 1, "--preset", "auto") / "options.json").read_text())
     assert (auto["preset"], auto["arch"], auto["loss"], auto["diffaug"], auto["ema"], auto["upsample"],
-            auto["lr_g"], auto["lr_d"]) == (
-        "small-data", "dcgan", "bce", "translation", 0.95, "resize", 4e-4, 2e-4)
+            auto["lr_g"], auto["lr_d"], auto["g_fine_layers"]) == (
+        "small-data", "dcgan", "bce", "translation", 0.95, "resize", 4e-4, 4e-4, 2)
+    # the user's --rgb-layer up leaves no full-size layer: the preset's fine layers step aside
+    up = json.loads((train_tiny(tmp_path / "e", 1, "--preset", "auto", "--rgb-layer", "up")
+                     / "options.json").read_text())
+    assert (up["rgb_layer"], up["g_fine_layers"], up["lr_d"]) == ("up", 0, 4e-4)
     classic = json.loads((train_tiny(tmp_path / "b", 1, "--preset", "classic", "--lr-d", "0.0004")
                           / "options.json").read_text())
     assert (classic["arch"], classic["loss"], classic["diffaug"], classic["ema"], classic["lr_d"]) == (
@@ -58,11 +62,28 @@ def test_presets_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
 def test_auto_preset_follows_the_number_of_training_images() -> None:
     from dcgan.options import SMALL_DATA_LIMIT, TrainOptions, apply_preset
 
-    assert apply_preset(TrainOptions(), SMALL_DATA_LIMIT - 1).preset == "small-data"
-    big = apply_preset(TrainOptions(), SMALL_DATA_LIMIT)
-    assert (big.preset, big.ema) == ("classic", 0.0)
-    mine = apply_preset(TrainOptions(ema=0.99, user_set=["ema"]), 10)
+    assert apply_preset(TrainOptions(), SMALL_DATA_LIMIT - 1, 64).preset == "small-data"
+    big = apply_preset(TrainOptions(), SMALL_DATA_LIMIT, 64)
+    assert (big.preset, big.ema, big.g_fine_layers, big.lr_d) == ("classic", 0.0, 0, 2e-4)
+    mine = apply_preset(TrainOptions(ema=0.99, user_set=["ema"]), 10, 64)
     assert (mine.preset, mine.ema) == ("small-data", 0.99)
+
+
+def test_small_data_adds_fine_layers_and_a_faster_d_up_to_64_px() -> None:
+    from dcgan.options import TrainOptions, apply_preset
+
+    def fine_and_lr_d(resolution: int, **asked: object) -> tuple[int, float]:
+        o = apply_preset(TrainOptions(**asked, user_set=sorted(asked)), 10, resolution)  # type: ignore[arg-type]
+        return o.g_fine_layers, o.lr_d
+
+    assert fine_and_lr_d(32) == fine_and_lr_d(64) == (2, 4e-4)
+    assert fine_and_lr_d(65) == fine_and_lr_d(160) == (0, 2e-4)  # measured at 64 px only
+    assert fine_and_lr_d(64, g_fine_layers=1, lr_d=1e-4) == (1, 1e-4)  # the user's values win
+    assert fine_and_lr_d(160, g_fine_layers=3) == (3, 2e-4)
+    # a G whose RGB comes from its last upsampling (or FastGAN's) has no full-size layer to add to:
+    # the preset's layers are left out there, where the user's own would be an error (test_spec)
+    assert fine_and_lr_d(64, rgb_layer="up") == (0, 4e-4)
+    assert fine_and_lr_d(64, arch="fastgan") == (0, 4e-4)
 
 
 def test_conditional_classes_are_generated_on_demand(tmp_path: Path) -> None:
