@@ -351,7 +351,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 # yet measured above it (docs/quality.md). Preset name -> (largest resolution, values).
 PRESETS_UP_TO: dict[str, tuple[int, dict[str, Any]]] = {
     # G's capacity at full size (where hairs and sharp dots are drawn) and D as fast as G: the panel's
-    # strongest judge lower on every one of five seeds at 64 px, SWD and recall within their spread.
+    # strongest judge lower on five seeds of six at 64 px; SWD and recall within the seeds' spread.
     "small-data": (64, {"g_fine_layers": 2, "lr_d": 4e-4}),
 }
 
