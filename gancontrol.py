@@ -90,7 +90,7 @@ def train_options(func: Any) -> Any:
         RGB_LAYER_NAMES,
         UPSAMPLING_NAMES,
     )
-    from dcgan.options import PRESETS, PRESETS_UP_TO
+    from dcgan.options import PRESETS, PRESETS_UP_TO, preset_values
 
     choices = {**CHOICES, "arch": list(ARCH_NAMES), "loss": list(LOSS_NAMES),
                "gp": list(GRADIENT_PENALTY_NAMES),
@@ -98,7 +98,7 @@ def train_options(func: Any) -> Any:
                "rgb_layer": list(RGB_LAYER_NAMES), "d_input": list(D_INPUT_NAMES),
                "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
-    by_preset = {k for values in [*PRESETS.values(), *(v for _, v in PRESETS_UP_TO.values())] for k in values}
+    by_preset = {k for name in PRESETS for k in preset_values(name, 1)}  # 1 px: with every size-bound value
     def shown(v: Any) -> str:  # a flag reads as on / off (bool only: 0.0 == False in Python)
         return ("on" if v else "off") if isinstance(v, bool) else str(v)
 
