@@ -24,7 +24,7 @@ def _dcgan(spec: RunSpec) -> Models:
     G = Generator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.upsample,
                   o.rgb_layer, o.noise, o.g_fine_layers)
     return G, lambda: Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes,
-                                    o.mbstd, o.downsample, o.d_input, o.d_fine_layers)
+                                    o.mbstd, o.downsample, o.d_input, o.d_fine_layers, o.d_spectrum)
 
 
 def _fastgan(spec: RunSpec) -> Models:
@@ -32,7 +32,7 @@ def _fastgan(spec: RunSpec) -> Models:
     o = spec.options
     G = FewShotGenerator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.noise)
     return G, lambda: FewShotDiscriminator(spec.resolution, o.d_channels, spec.channels, spec.num_classes,
-                                           o.d_input)
+                                           o.d_input, o.d_spectrum)
 
 
 ARCHITECTURES: dict[str, Callable[[RunSpec], Models]] = {

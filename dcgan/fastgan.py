@@ -34,6 +34,7 @@ from .models import (
     LatentInput,
     NearestUpConv2d,
     NoiseInput,
+    SpectrumHead,
     init_weights,
     run_layers,
     size_plan,
@@ -191,7 +192,7 @@ class FewShotDiscriminator(nn.Module):
     reconstructs = True
 
     def __init__(self, resolution: int = 256, width: int = 32, channels: int = 3, num_classes: int = 0,
-                 d_input: str = "image"):
+                 d_input: str = "image", spectrum: bool = False):
         super().__init__()
         _, k = size_plan(resolution)
         w = _widths(resolution, width)
@@ -216,6 +217,7 @@ class FewShotDiscriminator(nn.Module):
         self.decode_small = Decoder(w[1], channels, ups, width)
         self.decode_part = Decoder(w[2], channels, ups, width)
         self.embed: nn.Module | None = spectral_norm(nn.Embedding(num_classes, w[1])) if num_classes else None
+        self.spectrum = SpectrumHead(resolution, channels, sn=True) if spectrum else None
         self.apply(init_weights)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None,
@@ -238,6 +240,8 @@ class FewShotDiscriminator(nn.Module):
         if self.embed is not None:
             pooled = last.float().sum(dim=(2, 3))
             logits = logits + (self.embed(y) * pooled).sum(1, keepdim=True).to(logits.dtype)
+        if self.spectrum is not None:  # one logit per image, added to each of its patches'
+            logits = logits + self.spectrum(x)[:, None].to(logits.dtype)
         logits = logits.flatten()
         if not reconstruct:
             return logits

@@ -98,6 +98,9 @@ class TrainOptions:
     d_input: str = opt("image", "what D looks at: image | image+fine (also the image's fine detail, the "
                        "image minus a Gaussian low-pass of sigma 1.5 px, as more channels: the texture a "
                        "classifier told fakes by)")
+    d_spectrum: bool = opt(False, "D also reads each image's radial power spectrum (log power per colour "
+                           "channel in 16 log-spaced rings) through a small MLP whose logit adds to its own: "
+                           "G is judged on how its images' energy spreads over scales (Jung & Keuper 2021)")
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
                      "spread, against partial mode collapse", 0)
     noise: bool = opt(False, "per-pixel noise inputs in G after its BatchNorms on maps up to a quarter of "

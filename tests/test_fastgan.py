@@ -80,14 +80,15 @@ def test_generator_excitation_carries_the_coarse_map_to_the_fine_one() -> None:
 
 
 @pytest.mark.parametrize("extra", [[], ["--loss", "hinge", "--diffaug", "color,translation", "--d-input",
-                                        "image+fine", "--mode-seeking", "0.5"]],
-                         ids=["small-data", "hinge-color-fine"])
+                                        "image+fine", "--mode-seeking", "0.5", "--d-spectrum"]],
+                         ids=["small-data", "hinge-color-fine-spectrum"])
 def test_fastgan_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 4, *FASTGAN, "--preset", "small-data", *extra)
     split = train_tiny(tmp_path / "b", 2, *FASTGAN, "--preset", "small-data", *extra)
     run("resume", split, "--steps", 4, "--quiet")
     a, b = checkpoint_tensors(load_checkpoint(one_go)), checkpoint_tensors(load_checkpoint(split))
     assert a.keys() == b.keys() and any(k.startswith("D.decode_part.") for k in a)
+    assert any(k.startswith("D.spectrum.") for k in a) == ("--d-spectrum" in extra)
     assert [k for k in a if not torch.equal(a[k], b[k])] == []
 
 
