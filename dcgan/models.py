@@ -346,7 +346,8 @@ class SpectrumHead(nn.Module):
     that a classifier on band powers found at once (docs/quality.md). With this logit added to D's,
     G is judged on its per-image spectra as well (Jung & Keuper 2021, "Spectral distribution aware
     image generation"). No normalisation layer: D sees reals and fakes in separate batches, and a
-    batch statistic would cancel the very difference this head is for.
+    batch statistic would cancel the very difference this head is for. Off in every preset: at 64 px
+    G met the spectra with an even grain and fewer looks (docs/quality.md, sixth round).
     """
 
     def __init__(self, resolution: int, channels: int = 3, bins: int = 16, width: int = 64, sn: bool = False):
