@@ -184,16 +184,33 @@ class NoiseInput(nn.Module):
     to draw it deterministically from z through its upsampling convs, which paints it as a periodic
     pattern. The strength starts at 0, so at initialisation G is the network without noise. The map
     is part of G's latent (see `Generator.latent_dim`), so a seed still fixes the image.
+
+    With `z_dim`, each image's strength is also scaled by exp(a linear map of its z), starting at 1:
+    one strength for all images gives every fake the same amount of texture, while the reals range
+    from smooth skin to dense network (StyleGAN modulates its layers per image for the same reason).
     """
 
-    def __init__(self, channels: int, size: int):
+    def __init__(self, channels: int, size: int, z_dim: int = 0):
         super().__init__()
         self.size = size
         self.strength = nn.Parameter(torch.zeros(channels))
+        self.per_image = nn.Linear(z_dim, channels) if z_dim else None
+        self.reset_per_image()
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def reset_per_image(self) -> None:
+        """Every image's factor 1 (after `init_weights`, which would draw the linear map's weights)."""
+        if self.per_image is not None:
+            nn.init.zeros_(self.per_image.weight)
+            nn.init.zeros_(self.per_image.bias)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         noise = noise.reshape(-1, 1, self.size, self.size).to(x.dtype)
-        return torch.addcmul(x, self.strength.view(1, -1, 1, 1).to(x.dtype), noise)
+        strength = self.strength.view(1, -1, 1, 1)
+        if self.per_image is not None:
+            if z is None:
+                raise ValueError("a per-image noise strength needs each image's z")
+            strength = strength * self.per_image(z.flatten(1).float()).exp()[:, :, None, None]
+        return torch.addcmul(x, strength.to(x.dtype), noise)
 
 
 class LatentInput(nn.Module):
@@ -223,13 +240,14 @@ class LatentInput(nn.Module):
 
 
 def run_layers(layers: Iterable[nn.Module], x: torch.Tensor, y: torch.Tensor | None,
-               maps: Iterator[torch.Tensor]) -> torch.Tensor:
-    """x through `layers`, handing conditional BatchNorms the classes and noise inputs their maps."""
+               maps: Iterator[torch.Tensor], z: torch.Tensor | None = None) -> torch.Tensor:
+    """x through `layers`, handing conditional BatchNorms the classes and noise inputs their maps
+    (and z, for a per-image noise strength)."""
     for layer in layers:
         if isinstance(layer, ConditionalBatchNorm2d):
             x = layer(x, y)
         elif isinstance(layer, NoiseInput):
-            x = layer(x, next(maps))
+            x = layer(x, next(maps), z)
         else:
             x = layer(x)
     return x
@@ -244,11 +262,16 @@ class Generator(LatentInput):
     transposed conv paints each output pixel from a different subset of its weights depending on the
     pixel's parity, which leaves a 2-pixel checkerboard in the images (measured in docs/quality.md),
     while resize + conv treats every pixel alike.
+
+    `supersample` draws the RGB layer (and the conv-noise map) at twice the size and averages each
+    2x2 block down, as the reals were downscaled from larger photos: a hair can be thinner than a
+    pixel, and per-pixel noise reaches the image averaged, not as single-pixel specks.
     """
 
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
                  num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up",
-                 noise: bool = False, fine_layers: int = 0):
+                 noise: bool = False, fine_layers: int = 0, supersample: bool = False,
+                 noise_per_image: bool = False):
         super().__init__()
         if rgb_layer not in RGB_LAYERS:
             raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
@@ -269,7 +292,7 @@ class Generator(LatentInput):
             # upsampling turned each noise pixel into a 2x2 block. Coarse maps only, or the full-size map
             # of the conv-noise RGB layer, where a noise pixel stays one pixel.
             if (noise and size <= resolution // 4) or full_size_noise:
-                layers.append(NoiseInput(c, size))
+                layers.append(NoiseInput(c, size, z_dim if noise_per_image else 0))
                 self.noise_sizes.append(size)
             return [*layers, nn.ReLU(True)]
 
@@ -281,23 +304,34 @@ class Generator(LatentInput):
             layers += [*up(c_in, c_out), *norm(c_out, size)]
         if rgb_layer != "up":  # each output pixel then mixes both parities of the last upsampling
             half = max(1, widths[-1] // 2)
-            layers += [*up(widths[-1], half), *norm(half, size * 2, rgb_layer == "conv-noise")]
+            full_noise = rgb_layer == "conv-noise"
+            layers += [*up(widths[-1], half), *norm(half, size * 2, full_noise and not supersample)]
             for _ in range(fine_layers):
                 layers += [nn.Conv2d(half, half, 3, 1, 1, bias=False), *norm(half, size * 2)]
+            if supersample:  # one more doubling, narrower, where the conv-noise map moves to
+                quarter = max(1, half // 2)
+                layers += [*up(half, quarter), *norm(quarter, size * 4, full_noise)]
+                half = quarter
             layers.append(nn.Conv2d(half, channels, 3, 1, 1, bias=False))
-        elif fine_layers:
-            raise ValueError("fine_layers needs an RGB layer at full size (rgb_layer conv or conv-noise)")
+        elif fine_layers or supersample:
+            raise ValueError("fine_layers and supersample need an RGB layer at full size (rgb_layer conv or "
+                             "conv-noise)")
         else:
             layers += [*up(widths[-1], channels)]
         layers.append(nn.Tanh())
+        if supersample:
+            layers.append(nn.AvgPool2d(2))
         self.main = nn.Sequential(*layers)
         self.apply(init_weights)
+        for m in self.modules():
+            if isinstance(m, NoiseInput):
+                m.reset_per_image()
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x, maps = self.inputs(z, y)
         if not self.num_classes and not self.noise_sizes:
             return self.main(x)
-        return run_layers(self.main, x, y, maps)
+        return run_layers(self.main, x, y, maps, x)
 
 
 class MinibatchStd(nn.Module):

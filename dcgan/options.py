@@ -90,6 +90,10 @@ class TrainOptions:
     g_fine_layers: int = opt(0, "extra 3x3 conv + BatchNorm + ReLU layers in G at full size, before the "
                              "RGB conv of --rgb-layer conv / conv-noise: capacity at the finest scale, where "
                              "hairs and sharp dots are drawn (without them G has one conv there)", 0, 8)
+    g_supersample: bool = opt(False, "G draws its RGB layer at twice the image size (a narrower conv, and "
+                              "conv-noise's noise map there) and averages each 2x2 block down, as the reals "
+                              "were downscaled from larger photos: texture arrives antialiased, and a hair "
+                              "can be thinner than a pixel; needs --rgb-layer conv or conv-noise")
     d_fine_layers: int = opt(0, "3x3 stride-1 conv layers in D at full size before its first strided conv "
                              "(half its first width each): D reads pixel-scale texture before subsampling, "
                              "as the panel's full-res judge does", 0, 8)
@@ -106,6 +110,10 @@ class TrainOptions:
     noise: bool = opt(False, "per-pixel noise inputs in G after its BatchNorms on maps up to a quarter of "
                       "the image size (StyleGAN's, coarse maps only): a random source for texture; the "
                       "noise maps are part of each seed's latent")
+    noise_per_image: bool = opt(False, "each image's noise strength (--noise, --rgb-layer conv-noise) is "
+                                "also scaled by a factor G computes from its z: texture can be dense in one "
+                                "fake and faint in the next, as in the reals (one learned strength gives "
+                                "every fake the same amount)")
     mode_seeking: float = opt(0.0, "weight of MSGAN's mode-seeking term in G's loss (Mao et al. 2019): G is "
                               "penalised for giving two latents similar images, against losing the rarer "
                               "looks (recall); 0 = off", 0)

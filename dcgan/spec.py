@@ -159,6 +159,9 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
         raise UserError(f"--g-fine-layers {options.g_fine_layers}: needs --rgb-layer conv or conv-noise "
                         "(with up, G's last upsampling makes the RGB image: there is no full-size layer to "
                         "add to)")
+    if options.g_supersample and options.rgb_layer == "up" and options.arch != "fastgan":
+        raise UserError("--g-supersample: needs --rgb-layer conv or conv-noise (with up, G's last upsampling "
+                        "makes the RGB image: there is no RGB layer to draw at twice the size)")
     if options.ada_target and not parse_policy(options.diffaug):
         raise UserError(f"--ada-target {options.ada_target:g}: needs a --diffaug policy to apply adaptively "
                         "(e.g. --diffaug translation,color,cutout)")

@@ -270,8 +270,65 @@ def test_fine_layers_add_full_size_convs_before_the_rgb_conv() -> None:
     i = next(i for i, m in enumerate(layers) if isinstance(m, NoiseInput))
     assert [type(m).__name__ for m in layers[i + 1:]] == ["ReLU", "Conv2d", "BatchNorm2d", "ReLU", "Conv2d",
                                                           "BatchNorm2d", "ReLU", "Conv2d", "Tanh"]
-    with pytest.raises(ValueError, match="fine_layers needs"):
+    with pytest.raises(ValueError, match="fine_layers and supersample need"):
         Generator(32, 16, 8, 3, rgb_layer="up", fine_layers=1)
+
+
+def test_noise_per_image_scales_each_images_noise_by_a_factor_of_its_z() -> None:
+    # `--noise-per-image`: strength x exp(linear(z)); the factor starts at 1 for every image.
+    layer = NoiseInput(2, 4, z_dim=3)
+    with torch.no_grad():
+        layer.strength.fill_(1.0)
+    x, noise = torch.zeros(3, 2, 4, 4), torch.randn(3, 16)
+    z = torch.tensor([[1.0, 5.0, -2.0], [-1.0, 0.0, 3.0], [0.0, 1.0, 1.0]])
+    expected = noise.reshape(3, 1, 4, 4).expand(3, 2, 4, 4)
+    assert torch.equal(layer(x, noise, z), expected)
+    with torch.no_grad():
+        layer.per_image.weight[:, 0] = math.log(2.0)  # the factor follows z's first number
+    factors = torch.tensor([2.0, 0.5, 1.0])[:, None, None, None]
+    torch.testing.assert_close(layer(x, noise, z), expected * factors)
+    with pytest.raises(ValueError, match="needs each image's z"):
+        layer(x, noise)
+    # In G: the latent keeps its size, the factors start at 1 (init_weights does not draw them), and
+    # G's images then match the same G without them.
+    plain = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", noise=True)
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", noise=True, noise_per_image=True)
+    assert G.latent_dim == plain.latent_dim
+    G.load_state_dict(plain.state_dict(), strict=False)
+    for m in (*G.modules(), *plain.modules()):
+        if isinstance(m, NoiseInput):
+            m.strength.data.fill_(0.5)
+    G.eval(), plain.eval()
+    z = torch.randn(2, G.latent_dim)
+    torch.testing.assert_close(G(z), plain(z))
+    assert all(m.per_image.weight.abs().sum() == 0 for m in G.modules() if isinstance(m, NoiseInput))
+
+
+def test_supersample_draws_the_rgb_layer_at_twice_the_size_and_averages_it_down() -> None:
+    # `--g-supersample`: one more doubling (a quarter of G's last width) where the conv-noise map
+    # moves to, the RGB conv there, and a 2x2 average after the tanh.
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", fine_layers=1, supersample=True)
+    base = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", fine_layers=1)
+    assert G.noise_sizes == [64] and base.noise_sizes == [32]
+    assert G.latent_dim == 16 + 64 * 64
+    z = torch.randn(3, G.latent_dim)
+    G.eval()
+    x = G(z)
+    assert x.shape == (3, 3, 32, 32) and x.abs().max() <= 1
+    layers = list(G.main)
+    assert isinstance(layers[-1], nn.AvgPool2d) and isinstance(layers[-2], nn.Tanh)
+    convs = [m for m in G.main if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs[-3:]] == [(4, 4), (4, 2), (2, 3)]
+    # The 2x map's noise reaches the output averaged: changing one pixel of it moves the images,
+    # and only the output pixels within the 3x3 RGB conv's reach of it (2x map rows and columns 19-21).
+    with torch.no_grad():
+        G.main[[i for i, m in enumerate(layers) if isinstance(m, NoiseInput)][-1]].strength.fill_(1.0)
+    poked = z.clone()
+    poked[:, 16 + 20 * 64 + 20] += 5.0
+    diff = (G(poked) - G(z)).abs().amax(dim=(0, 1))
+    assert diff[10, 10] > 0 and diff.nonzero().min() >= 9 and diff.nonzero().max() <= 10
+    with pytest.raises(ValueError, match="supersample need"):
+        Generator(32, 16, 8, 3, rgb_layer="up", supersample=True)
 
 
 def test_d_fine_layers_read_the_full_size_image_before_the_first_stride() -> None:

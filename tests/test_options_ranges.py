@@ -27,7 +27,8 @@ BAD = {
 PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf",
               "mode_seeking": "nan"}
 FLAGS_WITHOUT_VALUE = {"grayscale", "keep_checkpoints", "channels_last", "conditional", "sync_bn", "compile",
-                       "noise", "d_spectrum"}
+                       "noise", "d_spectrum", "g_supersample",
+                       "noise_per_image"}
 
 
 def _args(name: str, value: str, out: Path) -> list[str]:
@@ -72,6 +73,13 @@ def test_fine_layers_without_a_full_size_rgb_layer_is_one_error_line(tmp_path: P
     out = tmp_path / "out"
     args = [*_args("g_fine_layers", "2", out), "--preset", "classic"]
     _check_refused(args, "g_fine_layers", out)
+    assert "rgb-layer conv or conv-noise" in CliRunner().invoke(cli, args).output
+
+
+def test_supersample_without_a_full_size_rgb_layer_is_one_error_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [*_args("steps", "2", out), "--preset", "classic", "--g-supersample"]
+    _check_refused(args, "g_supersample", out)
     assert "rgb-layer conv or conv-noise" in CliRunner().invoke(cli, args).output
 
 
