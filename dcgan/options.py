@@ -79,7 +79,8 @@ class TrainOptions:
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer) | fastgan (few-shot G and D "
                     "after FastGAN: skip-layer excitation, GLU blocks, a full-resolution D that also "
                     "rebuilds the reals; --g-channels / --d-channels are its widths at 128 px; --upsample, "
-                    "--rgb-layer, --g-fine-layers, --d-fine-layers, --downsample and --mbstd do not apply)")
+                    "--rgb-layer, --g-fine-layers, --g-supersample, --noise-per-image, --d-fine-layers, "
+                    "--downsample and --mbstd do not apply)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
@@ -374,6 +375,12 @@ def preset_values(preset: str, resolution: int) -> dict[str, Any]:
     return {**values, **small} if resolution <= largest else values
 
 
+def lacks_full_size_rgb_layer(opts: TrainOptions) -> bool:
+    """The DCGAN G with `--rgb-layer up`: its last upsampling makes the RGB image, so there is no
+    full-size layer for `--g-fine-layers` or `--g-supersample` to build on (fastgan has its own G)."""
+    return opts.rgb_layer == "up" and opts.arch != "fastgan"
+
+
 def apply_preset(opts: TrainOptions, num_images: int, resolution: int) -> TrainOptions:
     """`opts` with `auto` resolved by the number of training images and the preset's values for
     `resolution` px filled in where the user set none."""
@@ -382,7 +389,7 @@ def apply_preset(opts: TrainOptions, num_images: int, resolution: int) -> TrainO
         preset = "small-data" if num_images < SMALL_DATA_LIMIT else "classic"
     values = {k: v for k, v in preset_values(preset, resolution).items() if k not in opts.user_set}
     out = dataclasses.replace(opts, preset=preset, **values)
-    if "g_fine_layers" in values and (out.rgb_layer == "up" or out.arch == "fastgan"):
+    if "g_fine_layers" in values and (lacks_full_size_rgb_layer(out) or out.arch == "fastgan"):
         # The user's G has no full-size layer for the preset's fine layers to join: left out, not an error.
         out = dataclasses.replace(out, g_fine_layers=0)
     return out

@@ -23,7 +23,7 @@ from typing import Any
 from .compression import Compression
 from .diffaug import parse_policy
 from .errors import UserError
-from .options import OPTIONS_FILE, TrainOptions, apply_preset
+from .options import OPTIONS_FILE, TrainOptions, apply_preset, lacks_full_size_rgb_layer
 
 AUTO_MIN_INTERVAL = 10  # steps; the shortest automatic interval between sample grids or checkpoints
 
@@ -155,11 +155,11 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
     filled in, for `num_images` training images of `resolution` px and `channels`, in `class_names`,
     stored with `compression`."""
     options = fill_automatic(apply_preset(asked, num_images, resolution))
-    if options.g_fine_layers and options.rgb_layer == "up" and options.arch != "fastgan":
+    if options.g_fine_layers and lacks_full_size_rgb_layer(options):
         raise UserError(f"--g-fine-layers {options.g_fine_layers}: needs --rgb-layer conv or conv-noise "
                         "(with up, G's last upsampling makes the RGB image: there is no full-size layer to "
                         "add to)")
-    if options.g_supersample and options.rgb_layer == "up" and options.arch != "fastgan":
+    if options.g_supersample and lacks_full_size_rgb_layer(options):
         raise UserError("--g-supersample: needs --rgb-layer conv or conv-noise (with up, G's last upsampling "
                         "makes the RGB image: there is no RGB layer to draw at twice the size)")
     if options.ada_target and not parse_policy(options.diffaug):

@@ -27,8 +27,7 @@ BAD = {
 PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf",
               "mode_seeking": "nan"}
 FLAGS_WITHOUT_VALUE = {"grayscale", "keep_checkpoints", "channels_last", "conditional", "sync_bn", "compile",
-                       "noise", "d_spectrum", "g_supersample",
-                       "noise_per_image"}
+                       "noise", "d_spectrum", "g_supersample", "noise_per_image"}
 
 
 def _args(name: str, value: str, out: Path) -> list[str]:
