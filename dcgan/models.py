@@ -188,12 +188,24 @@ class NoiseInput(nn.Module):
     With `z_dim`, each image's strength is also scaled by exp(a linear map of its z), starting at 1:
     one strength for all images gives every fake the same amount of texture, while the reals range
     from smooth skin to dense network (StyleGAN modulates its layers per image for the same reason).
+
+    With `sparse`, a second strength (also from 0) adds a sparse map: the same noise where it is beyond
+    `SPARSE_THRESHOLD` standard deviations and 0 elsewhere, scaled to unit variance. Gaussian noise
+    turns into an even grain, while the reals' fine detail is sparse (a few hairs, dots, globules on
+    smooth skin: their residual's kurtosis is high, measured in docs/quality.md); G mixes both per channel.
     """
 
-    def __init__(self, channels: int, size: int, z_dim: int = 0):
+    SPARSE_THRESHOLD = 2.0  # keeps 4.6% of the pixels
+    # the std of n * [|n| > t] for n ~ N(0, 1): sqrt(2 (t phi(t) + 1 - Phi(t)))
+    SPARSE_STD = math.sqrt(2 * (SPARSE_THRESHOLD * math.exp(-SPARSE_THRESHOLD ** 2 / 2)
+                                / math.sqrt(2 * math.pi)
+                                + 0.5 * math.erfc(SPARSE_THRESHOLD / math.sqrt(2))))
+
+    def __init__(self, channels: int, size: int, z_dim: int = 0, sparse: bool = False):
         super().__init__()
         self.size = size
         self.strength = nn.Parameter(torch.zeros(channels))
+        self.sparse_strength = nn.Parameter(torch.zeros(channels)) if sparse else None
         self.per_image = nn.Linear(z_dim, channels) if z_dim else None
         self.reset_per_image()
 
@@ -205,12 +217,19 @@ class NoiseInput(nn.Module):
 
     def forward(self, x: torch.Tensor, noise: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         noise = noise.reshape(-1, 1, self.size, self.size).to(x.dtype)
-        strength = self.strength.view(1, -1, 1, 1)
+        factor = None
         if self.per_image is not None:
             if z is None:
                 raise ValueError("a per-image noise strength needs each image's z")
-            strength = strength * self.per_image(z.flatten(1).float()).exp()[:, :, None, None]
-        return torch.addcmul(x, strength.to(x.dtype), noise)
+            factor = self.per_image(z.flatten(1).float()).exp()[:, :, None, None]
+        maps = [(self.strength, noise)]
+        if self.sparse_strength is not None:
+            maps.append((self.sparse_strength,
+                         torch.where(noise.abs() > self.SPARSE_THRESHOLD, noise / self.SPARSE_STD, 0.0)))
+        for strength, m in maps:
+            strength = strength.view(1, -1, 1, 1) if factor is None else strength.view(1, -1, 1, 1) * factor
+            x = torch.addcmul(x, strength.to(x.dtype), m)
+        return x
 
 
 class LatentInput(nn.Module):
@@ -271,7 +290,7 @@ class Generator(LatentInput):
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
                  num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up",
                  noise: bool = False, fine_layers: int = 0, supersample: bool = False,
-                 noise_per_image: bool = False):
+                 noise_per_image: bool = False, sparse_noise: bool = False):
         super().__init__()
         if rgb_layer not in RGB_LAYERS:
             raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
@@ -292,7 +311,7 @@ class Generator(LatentInput):
             # upsampling turned each noise pixel into a 2x2 block. Coarse maps only, or the full-size map
             # of the conv-noise RGB layer, where a noise pixel stays one pixel.
             if (noise and size <= resolution // 4) or full_size_noise:
-                layers.append(NoiseInput(c, size, z_dim if noise_per_image else 0))
+                layers.append(NoiseInput(c, size, z_dim if noise_per_image else 0, sparse_noise))
                 self.noise_sizes.append(size)
             return [*layers, nn.ReLU(True)]
 

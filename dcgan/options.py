@@ -79,8 +79,8 @@ class TrainOptions:
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer) | fastgan (few-shot G and D "
                     "after FastGAN: skip-layer excitation, GLU blocks, a full-resolution D that also "
                     "rebuilds the reals; --g-channels / --d-channels are its widths at 128 px; --upsample, "
-                    "--rgb-layer, --g-fine-layers, --g-supersample, --noise-per-image, --d-fine-layers, "
-                    "--downsample and --mbstd do not apply)")
+                    "--rgb-layer, --g-fine-layers, --g-supersample, --noise-per-image, --sparse-noise, "
+                    "--d-fine-layers, --downsample and --mbstd do not apply)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
@@ -115,6 +115,10 @@ class TrainOptions:
                                 "also scaled by a factor G computes from its z: texture can be dense in one "
                                 "fake and faint in the next, as in the reals (one learned strength gives "
                                 "every fake the same amount)")
+    sparse_noise: bool = opt(False, "G's noise inputs (--noise, --rgb-layer conv-noise) add a second, sparse "
+                             "map too (the noise beyond 2 standard deviations, 4.6% of the pixels), each "
+                             "with its own learned strength: a source for isolated dots and hairs, where "
+                             "Gaussian noise gives an even grain")
     mode_seeking: float = opt(0.0, "weight of MSGAN's mode-seeking term in G's loss (Mao et al. 2019): G is "
                               "penalised for giving two latents similar images, against losing the rarer "
                               "looks (recall); 0 = off", 0)

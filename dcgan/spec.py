@@ -162,6 +162,12 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
     if options.g_supersample and lacks_full_size_rgb_layer(options):
         raise UserError("--g-supersample: needs --rgb-layer conv or conv-noise (with up, G's last upsampling "
                         "makes the RGB image: there is no RGB layer to draw at twice the size)")
+    has_noise_input = options.noise or options.rgb_layer == "conv-noise"
+    for flag, on in (("--noise-per-image", options.noise_per_image),
+                     ("--sparse-noise", options.sparse_noise)):
+        if on and options.arch != "fastgan" and not has_noise_input:
+            raise UserError(f"{flag}: needs --noise or --rgb-layer conv-noise (G has no noise input to "
+                            "apply it to)")
     if options.ada_target and not parse_policy(options.diffaug):
         raise UserError(f"--ada-target {options.ada_target:g}: needs a --diffaug policy to apply adaptively "
                         "(e.g. --diffaug translation,color,cutout)")

@@ -304,6 +304,37 @@ def test_noise_per_image_scales_each_images_noise_by_a_factor_of_its_z() -> None
     assert all(m.per_image.weight.abs().sum() == 0 for m in G.modules() if isinstance(m, NoiseInput))
 
 
+def test_sparse_noise_adds_the_noise_beyond_two_sigmas_at_unit_variance() -> None:
+    # `--sparse-noise`: a second strength (from 0) adds the noise where |n| > 2, 0 elsewhere, scaled so
+    # that its variance is 1 (a strength then means the same for both maps).
+    layer = NoiseInput(2, 64, sparse=True)
+    assert torch.equal(layer.sparse_strength, torch.zeros(2))
+    x, noise = torch.zeros(4, 2, 64, 64), torch.randn(4, 64 * 64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(layer(x, noise), x)  # both strengths start at 0
+    with torch.no_grad():
+        layer.sparse_strength.copy_(torch.tensor([1.0, -3.0]))
+    out = layer(x, noise)
+    kept = noise.reshape(4, 64, 64).abs() > 2
+    assert 0.035 < kept.float().mean() < 0.058  # 4.6% of a Gaussian lies beyond 2 sigmas
+    assert torch.equal(out[:, 0] == 0, ~kept) and torch.equal(out[:, 1], -3 * out[:, 0])
+    assert abs(out[:, 0].std().item() - 1) < 0.06
+    assert out[:, 0].pow(4).mean() / out[:, 0].pow(2).mean() ** 2 > 8  # heavy-tailed (Gaussian: 3)
+    with torch.no_grad():
+        layer.strength.fill_(0.5)
+    torch.testing.assert_close(layer(x, noise) - out, 0.5 * noise.reshape(4, 1, 64, 64).expand(4, 2, 64, 64))
+    # In G: every noise input gets one, the latent keeps its size, and G starts as the same G without it.
+    plain = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", noise=True)
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", noise=True, sparse_noise=True)
+    inputs = [m for m in G.modules() if isinstance(m, NoiseInput)]
+    assert len(inputs) == len(plain.noise_sizes) > 1 and all(m.sparse_strength is not None for m in inputs)
+    assert G.latent_dim == plain.latent_dim
+    assert G.load_state_dict(plain.state_dict(), strict=False).missing_keys == [
+        n for n, _ in G.named_parameters() if n.endswith("sparse_strength")]
+    G.eval(), plain.eval()
+    z = torch.randn(2, G.latent_dim)
+    torch.testing.assert_close(G(z), plain(z))
+
+
 def test_supersample_draws_the_rgb_layer_at_twice_the_size_and_averages_it_down() -> None:
     # `--g-supersample`: one more doubling (a quarter of G's last width) where the conv-noise map
     # moves to, the RGB conv there, and a 2x2 average after the tanh.

@@ -27,7 +27,7 @@ BAD = {
 PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf",
               "mode_seeking": "nan"}
 FLAGS_WITHOUT_VALUE = {"grayscale", "keep_checkpoints", "channels_last", "conditional", "sync_bn", "compile",
-                       "noise", "d_spectrum", "g_supersample", "noise_per_image"}
+                       "noise", "d_spectrum", "g_supersample", "noise_per_image", "sparse_noise"}
 
 
 def _args(name: str, value: str, out: Path) -> list[str]:
@@ -80,6 +80,18 @@ def test_supersample_without_a_full_size_rgb_layer_is_one_error_line(tmp_path: P
     args = [*_args("steps", "2", out), "--preset", "classic", "--g-supersample"]
     _check_refused(args, "g_supersample", out)
     assert "rgb-layer conv or conv-noise" in CliRunner().invoke(cli, args).output
+
+
+@pytest.mark.parametrize("flag", ["noise_per_image", "sparse_noise"])
+def test_noise_flags_without_a_noise_input_are_one_error_line(tmp_path: Path, flag: str) -> None:
+    # The classic preset's G has no noise input: the flag would change nothing, silently.
+    out = tmp_path / "out"
+    args = [*_args("steps", "2", out), "--preset", "classic", "--" + flag.replace("_", "-")]
+    _check_refused(args, flag, out)
+    assert "needs --noise or --rgb-layer conv-noise" in CliRunner().invoke(cli, args).output
+    ok = tmp_path / "ok"
+    args = [*_args("steps", "2", ok), "--preset", "classic", "--noise", "--" + flag.replace("_", "-")]
+    assert CliRunner().invoke(cli, args).exit_code == 0
 
 
 def test_adaptive_augmentation_without_a_policy_is_one_error_line(tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ def test_short_run_writes_every_artifact(tmp_path: Path) -> None:
 
 VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2", "--upsample", "resize",
            "--mbstd", "4", "--noise", "--d-spectrum", "--rgb-layer", "conv-noise", "--g-supersample",
-           "--noise-per-image"]
+           "--noise-per-image", "--sparse-noise"]
 
 
 # The 2018 recipe (DCGAN D with BatchNorm, bce, no EMA; here also D's low-pass and G's RGB conv),
@@ -78,7 +78,7 @@ DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90,tr
 
 
 @pytest.mark.parametrize("extra", [[], VARIANT, CLASSIC, WGAN_GP, DRAGAN],
-                         ids=["sngan-diffaug", "ragan-sngan-r1-mbstd-noise-spectrum-supersample-perimage",
+                         ids=["sngan-diffaug", "ragan-sngan-r1-mbstd-spectrum-noise-variants",
                               "classic", "wgan-gp", "dragan-diffaug-modeseeking"])
 def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 6, *extra)
