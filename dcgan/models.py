@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 from collections.abc import Iterable, Iterator, Sequence
 
 import torch
@@ -177,6 +178,41 @@ def _blur_down(conv: nn.Module) -> list[nn.Module]:
 DOWNSAMPLING = {"stride": _stride_down, "blur": _blur_down}
 
 
+HAIRS_PER_IMAGE = 2.0  # strokes per image on average (a Poisson-like count: about 1 image in 7 has none)
+MAX_HAIRS = 8
+
+
+@torch.no_grad()
+def hair_strokes(noise: torch.Tensor, size: int) -> torch.Tensor:
+    """Thin straight strokes drawn from Gaussian noise maps: (N, size * size) -> (N, 1, size, size).
+
+    A stroke is centred on each pixel whose noise exceeds the level that `HAIRS_PER_IMAGE` pixels of a
+    map exceed on average (at most `MAX_HAIRS`); its angle and its length (10-60% of the side) come from
+    the noise of the next pixel and of the pixel below, so the map is a function of the latent and a
+    seed still fixes the image. Its profile is a Gaussian of 0.5 px at 64 px, in proportion to the size
+    (the same hairs are wider in a larger copy of a photo). Hand-written: no library draws
+    antialiased segments batched on tensors.
+    """
+    n = noise.float().reshape(noise.shape[0], size * size)
+    level = statistics.NormalDist().inv_cdf(1 - HAIRS_PER_IMAGE / (size * size))
+    top, idx = n.topk(min(MAX_HAIRS, size * size), dim=1)
+    on = (top > level).float()
+
+    def uniform(v: torch.Tensor) -> torch.Tensor:  # the normal CDF: N(0, 1) -> U(0, 1)
+        return 0.5 * (1 + torch.erf(v / math.sqrt(2)))
+
+    angle = math.pi * uniform(n.gather(1, (idx + 1) % (size * size)))
+    half_length = size * (0.05 + 0.25 * uniform(n.gather(1, (idx + size) % (size * size))))
+    coords = torch.arange(size, dtype=torch.float32, device=n.device)
+    dy = coords.view(1, 1, size, 1) - (idx // size).float()[..., None, None]
+    dx = coords.view(1, 1, 1, size) - (idx % size).float()[..., None, None]
+    cos, sin = angle.cos()[..., None, None], angle.sin()[..., None, None]
+    beyond = ((dx * cos + dy * sin).abs() - half_length[..., None, None]).clamp(min=0)
+    distance2 = (dy * cos - dx * sin) ** 2 + beyond ** 2
+    sigma = 0.5 * size / 64
+    return (on[..., None, None] * torch.exp(-distance2 / (2 * sigma ** 2))).sum(1, keepdim=True).clamp(max=1)
+
+
 class NoiseInput(nn.Module):
     """Adds a per-pixel noise map, scaled by a learned per-channel strength (StyleGAN's noise inputs).
 
@@ -193,6 +229,10 @@ class NoiseInput(nn.Module):
     `SPARSE_THRESHOLD` standard deviations and 0 elsewhere, scaled to unit variance. Gaussian noise
     turns into an even grain, while the reals' fine detail is sparse (a few hairs, dots, globules on
     smooth skin: their residual's kurtosis is high, measured in docs/quality.md); G mixes both per channel.
+
+    With `hairs`, a third strength (from 0) adds `hair_strokes` of the same noise: thin straight lines,
+    the reals' most frequent fine structure (hairs, ruler marks) and one that G does not draw from
+    pixel-wise noise within a CPU budget (measured in docs/quality.md).
     """
 
     SPARSE_THRESHOLD = 2.0  # keeps 4.6% of the pixels
@@ -201,11 +241,12 @@ class NoiseInput(nn.Module):
                                 / math.sqrt(2 * math.pi)
                                 + 0.5 * math.erfc(SPARSE_THRESHOLD / math.sqrt(2))))
 
-    def __init__(self, channels: int, size: int, z_dim: int = 0, sparse: bool = False):
+    def __init__(self, channels: int, size: int, z_dim: int = 0, sparse: bool = False, hairs: bool = False):
         super().__init__()
         self.size = size
         self.strength = nn.Parameter(torch.zeros(channels))
         self.sparse_strength = nn.Parameter(torch.zeros(channels)) if sparse else None
+        self.hair_strength = nn.Parameter(torch.zeros(channels)) if hairs else None
         self.per_image = nn.Linear(z_dim, channels) if z_dim else None
         self.reset_per_image()
 
@@ -226,6 +267,8 @@ class NoiseInput(nn.Module):
         if self.sparse_strength is not None:
             maps.append((self.sparse_strength,
                          torch.where(noise.abs() > self.SPARSE_THRESHOLD, noise / self.SPARSE_STD, 0.0)))
+        if self.hair_strength is not None:
+            maps.append((self.hair_strength, hair_strokes(noise, self.size).to(x.dtype)))
         for strength, m in maps:
             strength = strength.view(1, -1, 1, 1) if factor is None else strength.view(1, -1, 1, 1) * factor
             x = torch.addcmul(x, strength.to(x.dtype), m)
@@ -290,7 +333,7 @@ class Generator(LatentInput):
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
                  num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up",
                  noise: bool = False, fine_layers: int = 0, supersample: bool = False,
-                 noise_per_image: bool = False, sparse_noise: bool = False):
+                 noise_per_image: bool = False, sparse_noise: bool = False, hair_noise: bool = False):
         super().__init__()
         if rgb_layer not in RGB_LAYERS:
             raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
@@ -311,7 +354,8 @@ class Generator(LatentInput):
             # upsampling turned each noise pixel into a 2x2 block. Coarse maps only, or the full-size map
             # of the conv-noise RGB layer, where a noise pixel stays one pixel.
             if (noise and size <= resolution // 4) or full_size_noise:
-                layers.append(NoiseInput(c, size, z_dim if noise_per_image else 0, sparse_noise))
+                layers.append(NoiseInput(c, size, z_dim if noise_per_image else 0, sparse_noise,
+                                         hair_noise and full_size_noise))
                 self.noise_sizes.append(size)
             return [*layers, nn.ReLU(True)]
 

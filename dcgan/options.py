@@ -80,7 +80,7 @@ class TrainOptions:
                     "after FastGAN: skip-layer excitation, GLU blocks, a full-resolution D that also "
                     "rebuilds the reals; --g-channels / --d-channels are its widths at 128 px; --upsample, "
                     "--rgb-layer, --g-fine-layers, --g-supersample, --noise-per-image, --sparse-noise, "
-                    "--d-fine-layers, --downsample and --mbstd do not apply)")
+                    "--hair-noise, --d-fine-layers, --downsample and --mbstd do not apply)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
@@ -117,8 +117,13 @@ class TrainOptions:
                                 "every fake the same amount)")
     sparse_noise: bool = opt(False, "G's noise inputs (--noise, --rgb-layer conv-noise) add a second, sparse "
                              "map too (the noise beyond 2 standard deviations, 4.6% of the pixels), each "
-                             "with its own learned strength: a source for isolated dots and hairs, where "
+                             "with its own learned strength: a source for isolated dots, where "
                              "Gaussian noise gives an even grain")
+    hair_noise: bool = opt(False, "the full-size noise input of --rgb-layer conv-noise also adds thin "
+                           "straight strokes (about 2 per image, 10-60% of the side long, drawn from its "
+                           "noise map), "
+                           "with their own learned strength: a source for hairs and ruler marks, which G "
+                           "does not draw from per-pixel noise")
     mode_seeking: float = opt(0.0, "weight of MSGAN's mode-seeking term in G's loss (Mao et al. 2019): G is "
                               "penalised for giving two latents similar images, against losing the rarer "
                               "looks (recall); 0 = off", 0)

@@ -162,6 +162,9 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
     if options.g_supersample and lacks_full_size_rgb_layer(options):
         raise UserError("--g-supersample: needs --rgb-layer conv or conv-noise (with up, G's last upsampling "
                         "makes the RGB image: there is no RGB layer to draw at twice the size)")
+    if options.hair_noise and options.arch != "fastgan" and options.rgb_layer != "conv-noise":
+        raise UserError("--hair-noise: needs --rgb-layer conv-noise (the strokes go into its full-size noise "
+                        "input)")
     has_noise_input = options.noise or options.rgb_layer == "conv-noise"
     for flag, on in (("--noise-per-image", options.noise_per_image),
                      ("--sparse-noise", options.sparse_noise)):

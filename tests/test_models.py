@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from dcgan.models import (
     NoiseInput,
     SpectrumHead,
     WithFineDetail,
+    hair_strokes,
     size_plan,
 )
 
@@ -333,6 +335,36 @@ def test_sparse_noise_adds_the_noise_beyond_two_sigmas_at_unit_variance() -> Non
     G.eval(), plain.eval()
     z = torch.randn(2, G.latent_dim)
     torch.testing.assert_close(G(z), plain(z))
+
+
+def test_hair_strokes_are_thin_lines_about_two_per_image_fixed_by_the_noise() -> None:
+    # `--hair-noise`: strokes centred on the pixels of extreme noise, about 2 per image at every size.
+    noise = torch.randn(200, 64 * 64, generator=torch.Generator().manual_seed(0))
+    strokes = hair_strokes(noise, 64)
+    assert strokes.shape == (200, 1, 64, 64) and strokes.min() >= 0 and strokes.max() <= 1
+    assert torch.equal(hair_strokes(noise, 64), strokes)  # a function of the latent
+    centres = noise.reshape(200, 64, 64) > statistics.NormalDist().inv_cdf(1 - 2 / 64 ** 2)
+    assert 1.6 < centres.sum((1, 2)).float().mean() < 2.4
+    assert torch.all(strokes[:, 0][centres] > 0.99)  # each centre lies on its stroke
+    empty = centres.sum((1, 2)) == 0
+    assert 0.05 < empty.float().mean() < 0.25 and strokes[empty].max() == 0  # some images have none
+    # One planted stroke: its angle and length follow the next pixel and the pixel below (0 and 0: a
+    # vertical line, 64 * (0.05 + 0.25 / 2) = 11.2 px each way), about 1 px wide.
+    one = noise[:1].clamp(-3, 3)
+    one[0, 30 * 64 + 20], one[0, 30 * 64 + 21], one[0, 31 * 64 + 20] = 5.0, 0.0, 0.0
+    ys, xs = torch.nonzero(hair_strokes(one, 64)[0, 0] > 0.5, as_tuple=True)
+    assert (ys.min().item(), ys.max().item()) == (30 - 11, 30 + 11) and set(xs.tolist()) == {20}
+    # In G: only the full-size noise input gets strokes; G starts as the same G without them.
+    plain = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", noise=True)
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer="conv-noise", noise=True, hair_noise=True)
+    inputs = [m for m in G.modules() if isinstance(m, NoiseInput)]
+    assert [m.hair_strength is not None for m in inputs] == [s == 32 for s in G.noise_sizes]
+    G.load_state_dict(plain.state_dict(), strict=False)
+    G.eval(), plain.eval()
+    z = torch.randn(2, G.latent_dim)
+    torch.testing.assert_close(G(z), plain(z))
+    inputs[-1].hair_strength.data.fill_(1.0)
+    assert not torch.allclose(G(z), plain(z))
 
 
 def test_supersample_draws_the_rgb_layer_at_twice_the_size_and_averages_it_down() -> None:

@@ -27,7 +27,8 @@ BAD = {
 PAST_CLICK = {"lr_g": "nan", "beta1": "inf", "ema": "nan", "mbstd": "1", "gp_weight": "inf",
               "mode_seeking": "nan"}
 FLAGS_WITHOUT_VALUE = {"grayscale", "keep_checkpoints", "channels_last", "conditional", "sync_bn", "compile",
-                       "noise", "d_spectrum", "g_supersample", "noise_per_image", "sparse_noise"}
+                       "noise", "d_spectrum", "g_supersample", "noise_per_image", "sparse_noise",
+                       "hair_noise"}
 
 
 def _args(name: str, value: str, out: Path) -> list[str]:
@@ -92,6 +93,13 @@ def test_noise_flags_without_a_noise_input_are_one_error_line(tmp_path: Path, fl
     ok = tmp_path / "ok"
     args = [*_args("steps", "2", ok), "--preset", "classic", "--noise", "--" + flag.replace("_", "-")]
     assert CliRunner().invoke(cli, args).exit_code == 0
+
+
+def test_hair_noise_without_a_full_size_noise_input_is_one_error_line(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = [*_args("steps", "2", out), "--rgb-layer", "conv", "--hair-noise"]
+    _check_refused(args, "hair_noise", out)
+    assert "needs --rgb-layer conv-noise" in CliRunner().invoke(cli, args).output
 
 
 def test_adaptive_augmentation_without_a_policy_is_one_error_line(tmp_path: Path) -> None:

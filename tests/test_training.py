@@ -65,7 +65,7 @@ def test_short_run_writes_every_artifact(tmp_path: Path) -> None:
 
 VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2", "--upsample", "resize",
            "--mbstd", "4", "--noise", "--d-spectrum", "--rgb-layer", "conv-noise", "--g-supersample",
-           "--noise-per-image", "--sparse-noise"]
+           "--noise-per-image", "--sparse-noise", "--hair-noise"]
 
 
 # The 2018 recipe (DCGAN D with BatchNorm, bce, no EMA; here also D's low-pass and G's RGB conv),
