@@ -348,9 +348,9 @@ def test_hair_strokes_are_thin_lines_about_two_per_image_fixed_by_the_noise() ->
     assert torch.all(strokes[:, 0][centres] > 0.99)  # each centre lies on its stroke
     # At 160 px: the same count per image (the level follows the size), each centre on its stroke.
     big = torch.randn(100, 160 * 160, generator=torch.Generator().manual_seed(1))
-    centres = big.reshape(100, 160, 160) > statistics.NormalDist().inv_cdf(1 - 2 / 160 ** 2)
-    assert 1.6 < centres.sum((1, 2)).float().mean() < 2.4
-    assert torch.all(hair_strokes(big, 160)[:, 0][centres] > 0.99)
+    big_centres = big.reshape(100, 160, 160) > statistics.NormalDist().inv_cdf(1 - 2 / 160 ** 2)
+    assert 1.6 < big_centres.sum((1, 2)).float().mean() < 2.4
+    assert torch.all(hair_strokes(big, 160)[:, 0][big_centres] > 0.99)
     empty = centres.sum((1, 2)) == 0
     assert 0.05 < empty.float().mean() < 0.25 and strokes[empty].max() == 0  # some images have none
     # One planted stroke: its angle and length follow the next pixel and the pixel below (0 and 0: a
