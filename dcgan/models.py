@@ -270,7 +270,9 @@ class NoiseInput(nn.Module):
         if self.hair_strength is not None:
             maps.append((self.hair_strength, hair_strokes(noise, self.size).to(x.dtype)))
         for strength, m in maps:
-            strength = strength.view(1, -1, 1, 1) if factor is None else strength.view(1, -1, 1, 1) * factor
+            strength = strength.view(1, -1, 1, 1)
+            if factor is not None:
+                strength = strength * factor
             x = torch.addcmul(x, strength.to(x.dtype), m)
         return x
 

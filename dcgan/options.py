@@ -121,9 +121,8 @@ class TrainOptions:
                              "Gaussian noise gives an even grain")
     hair_noise: bool = opt(False, "the full-size noise input of --rgb-layer conv-noise also adds thin "
                            "straight strokes (about 2 per image, 10-60% of the side long, drawn from its "
-                           "noise map), "
-                           "with their own learned strength: a source for hairs and ruler marks, which G "
-                           "does not draw from per-pixel noise")
+                           "noise map), with their own learned strength: a source for hairs and ruler "
+                           "marks, which G does not draw from per-pixel noise")
     mode_seeking: float = opt(0.0, "weight of MSGAN's mode-seeking term in G's loss (Mao et al. 2019): G is "
                               "penalised for giving two latents similar images, against losing the rarer "
                               "looks (recall); 0 = off", 0)
