@@ -18,7 +18,7 @@ from typing import Any, ClassVar, get_type_hints
 try:
     import click
 
-    from dcgan.cli import user_errors
+    from dcgan.cli import leave, user_errors
     from dcgan.options import TrainOptions, base_type, load_yaml, merge_options, option_help
 except ModuleNotFoundError as err:  # started by a Python without the set-up: one line, not a traceback
     from dcgan.errors import exit_on_missing_dependency
@@ -260,4 +260,7 @@ def generate(model: str, nimages: int, output_dir: str, seed: int, overview: boo
 
 
 if __name__ == "__main__":
-    cli()
+    try:
+        cli()
+    except SystemExit as done:  # click ends every command so
+        leave(done)

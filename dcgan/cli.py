@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -74,6 +75,30 @@ def user_errors(func: F) -> F:
             logger.removeHandler(notes)
 
     return wrapper  # type: ignore[return-value]
+
+
+def leave(done: SystemExit) -> NoReturn:
+    """End the command with `done`'s status; a torchrun worker skips the interpreter's teardown.
+
+    After a run, gloo's worker threads may still hold the last reference to the tensors of a
+    finished collective (a barrier keeps the broadcasts before it); a thread that frees them once
+    the interpreter has begun to tear down cannot take the GIL and aborts the process ("terminate
+    called without an active exception", pytorch/pytorch#179291), which turns a finished run into
+    a failed one for torchrun and SLURM. Every file is already written and closed by then (atomic
+    writes, the run's lock released), so the worker flushes its output and exits at once.
+    """
+    ddp = sys.modules.get("dcgan.training.distributed")  # loaded only by a command that trains
+    if ddp is None or not ddp.joined_a_group:
+        raise done
+    code = done.code
+    if code is not None and not isinstance(code, int):  # sys.exit("message"): Python prints it, status 1
+        print(code, file=sys.stderr)
+        code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing more to say
+            stream.flush()
+    os._exit(code or 0)
 
 
 def comma_list(value: str | None) -> list[str]:

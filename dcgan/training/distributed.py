@@ -20,6 +20,10 @@ import torch.distributed as dist
 
 from ..errors import UserError
 
+# Set once this process has joined a process group: gancontrol.py then ends it with os._exit
+# (dcgan.cli.leave), because gloo's worker threads can still be freeing tensors at exit.
+joined_a_group = False
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -47,6 +51,8 @@ def init_distributed(device: torch.device) -> DistInfo:
     if world <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    global joined_a_group
+    joined_a_group = True
     if not dist.is_initialized():
         # On CUDA the stop flags and error messages are CPU tensors/objects: gloo carries those.
         backend = "cpu:gloo,cuda:nccl" if device.type == "cuda" else "gloo"
