@@ -262,5 +262,5 @@ def generate(model: str, nimages: int, output_dir: str, seed: int, overview: boo
 if __name__ == "__main__":
     try:
         cli()
-    except SystemExit as done:  # click ends every command so
+    except SystemExit as done:  # click ends every command, failed or not, by raising SystemExit
         leave(done)
