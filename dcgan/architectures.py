@@ -25,7 +25,8 @@ def _dcgan(spec: RunSpec) -> Models:
                   o.rgb_layer, o.noise, o.g_fine_layers, o.g_supersample, o.noise_per_image,
                   o.sparse_noise, o.hair_noise)
     return G, lambda: Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes,
-                                    o.mbstd, o.downsample, o.d_input, o.d_fine_layers, o.d_spectrum)
+                                    o.mbstd, o.downsample, o.d_input, o.d_fine_layers, o.d_spectrum,
+                                    o.d_coarse)
 
 
 def _fastgan(spec: RunSpec) -> Models:

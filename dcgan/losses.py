@@ -1,7 +1,10 @@
 """GAN losses and gradient penalties as registries: a new variant is one function and one entry.
 
 Every loss takes the discriminator's raw outputs (logits) on real and fake images and returns a
-scalar. `real_target` is the one-sided label-smoothing target for real images (1.0 = none); losses
+scalar. Outputs are (N,) or (N, K) for a D with K logits per image (heads, patches): each is
+judged as a discriminator of its own and the losses average over them.
+
+`real_target` is the one-sided label-smoothing target for real images (1.0 = none); losses
 without targets (hinge, wgan, rahinge) ignore it. Relativistic losses (Jolicoeur-Martineau 2018)
 compare each real output with the mean fake output and vice versa, so their generator loss needs
 the discriminator's outputs on real images too (`Loss.g_needs_real`).
@@ -38,8 +41,9 @@ class Loss:
 
 
 def _ra(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
-    """Relativistic average logits: each real vs the mean fake, each fake vs the mean real."""
-    return real - fake.mean(), fake - real.mean()
+    """Relativistic average logits: each real vs the mean fake, each fake vs the mean real; over the
+    batch only, so that a D with several outputs per image (heads, patches) compares each with its own."""
+    return real - fake.mean(0), fake - real.mean(0)
 
 
 def bce_d(real: Tensor, fake: Tensor, t: float) -> Tensor:

@@ -476,6 +476,44 @@ class SpectrumHead(nn.Module):
         return self.mlp(self.spectra(x)).flatten()
 
 
+class CoarseHead(nn.Module):
+    """A second, small judge inside D that sees only the image area-averaged to 1/`factor` of each
+    side: colour, shape and layout, no texture (pix2pixHD's multi-scale discriminators, Wang et al.
+    2018). Its logit is a second output column, so the loss trains it as a discriminator of its own.
+
+    At 160 px D's strided convs reach the whole lesion only in their last layers, and after 4,000
+    steps the fakes' texture passed the panel's CNN judges while a judge of their 1/4-size images
+    still told them apart (palette, contours, layout; docs/quality.md). Here a net of its own reads
+    that view from its first layer. Strided convs (BatchNorm after all but the first, as in D; spectral
+    norm with sngan) down to 7 px or less, then one conv over what is left; no class projection: the
+    class is D's main head's to judge.
+    """
+
+    def __init__(self, resolution: int, factor: int, width: int = 64, channels: int = 3, sn: bool = False):
+        super().__init__()
+        size = resolution // factor
+        if factor < 2 or resolution % factor or size < 8:
+            raise ValueError(f"coarse factor {factor}: must divide {resolution} px and leave at least 8 px")
+
+        def conv(c_in: int, c_out: int, kernel: int, stride: int, pad: int) -> nn.Module:
+            layer = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn)
+            return spectral_norm(layer) if sn else layer
+
+        layers: list[nn.Module] = [nn.AvgPool2d(factor)]
+        c_in, c_out = channels, width
+        while size > 7 and size % 2 == 0:
+            layers.append(conv(c_in, c_out, 4, 2, 1))
+            if c_in != channels and not sn:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.LeakyReLU(0.2, True))
+            c_in, c_out, size = c_out, c_out * 2, size // 2
+        layers.append(conv(c_in, 1, size, 1, 0))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
 def _image_input(channels: int) -> tuple[list[nn.Module], int]:
     return [], channels
 
@@ -489,7 +527,7 @@ D_INPUTS = {"image": _image_input, "image+fine": _image_fine_input}
 
 
 class Discriminator(nn.Module):
-    """image (N, C, R, R) [, class y (N,)] -> one logit per image.
+    """image (N, C, R, R) [, class y (N,)] -> one logit per image, (N,); with `coarse` two, (N, 2).
 
     Strided convs with LeakyReLU 0.2. `arch="dcgan"` uses BatchNorm after every hidden conv but
     the first (the DCGAN paper); `arch="sngan"` puts spectral normalisation on every layer and no
@@ -497,12 +535,13 @@ class Discriminator(nn.Module):
     (a `D_INPUTS` name) says what the first conv sees: the image, or the image and its fine detail.
     `fine_layers` 3x3 stride-1 convs (half the first width) come before the first strided one, as in
     the panel's full-res judge, which a stride-2 first layer cannot match at the pixel scale.
-    With `spectrum` a `SpectrumHead`'s logit (the image's radial power spectrum) adds to D's own.
+    With `spectrum` a `SpectrumHead`'s logit (the image's radial power spectrum) adds to D's own;
+    with `coarse` (a factor, 0 = off) a `CoarseHead`'s logit on the 1/coarse-size image comes beside it.
     """
 
     def __init__(self, resolution: int = 64, width: int = 64, channels: int = 3, arch: str = "dcgan",
                  num_classes: int = 0, mbstd: int = 0, downsample: str = "stride", d_input: str = "image",
-                 fine_layers: int = 0, spectrum: bool = False):
+                 fine_layers: int = 0, spectrum: bool = False, coarse: int = 0):
         super().__init__()
         if downsample not in DOWNSAMPLING:
             raise ValueError(f"downsample {downsample!r}: choose from {', '.join(DOWNSAMPLING)}")
@@ -539,6 +578,7 @@ class Discriminator(nn.Module):
             embed = nn.Embedding(num_classes, features)
             self.embed = spectral_norm(embed) if sn else embed
         self.spectrum = SpectrumHead(resolution, channels, sn=sn) if spectrum else None
+        self.coarse = CoarseHead(resolution, coarse, width, channels, sn) if coarse else None
         self.apply(init_weights)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
@@ -550,7 +590,11 @@ class Discriminator(nn.Module):
             features = self.main[:-1](x)
             projection = (self.embed(y)[:, :, None, None] * features).sum(dim=(1, 2, 3))
             logits = self.main[-1](features).flatten() + projection
-        return logits if self.spectrum is None else logits + self.spectrum(x).to(logits.dtype)
+        if self.spectrum is not None:
+            logits = logits + self.spectrum(x).to(logits.dtype)
+        if self.coarse is None:
+            return logits
+        return torch.stack([logits, self.coarse(x).to(logits.dtype)], dim=1)
 
 
 def latents_for_seeds(seeds: Sequence[int], z_dim: int) -> torch.Tensor:

@@ -106,6 +106,10 @@ class TrainOptions:
     d_spectrum: bool = opt(False, "D also reads each image's radial power spectrum (log power per colour "
                            "channel in 16 log-spaced rings) through a small MLP whose logit adds to its own: "
                            "G is judged on how its images' energy spreads over scales (Jung & Keuper 2021)")
+    d_coarse: int = opt(0, "D gains a second judge that sees only the image area-averaged to 1/N of each "
+                        "side (2, 4 or 8; 0 = off): colour, shape and layout, with a loss of its own "
+                        "(pix2pixHD's multi-scale discriminators); the DCGAN family (dcgan, sngan) only",
+                        0, 8)
     mbstd: int = opt(0, "minibatch-std group size in D (0 = off, 4 = StyleGAN's): shows D each batch's "
                      "spread, against partial mode collapse", 0)
     noise: bool = opt(False, "per-pixel noise inputs in G after its BatchNorms on maps up to a quarter of "
@@ -210,6 +214,13 @@ class TrainOptions:
         check(self.d_input in D_INPUTS, "d_input", f"{self.d_input!r}: choose {' or '.join(D_INPUTS)}")
         check(self.downsample in DOWNSAMPLING, "downsample",
               f"{self.downsample!r}: choose {' or '.join(DOWNSAMPLING)}")
+        check(self.d_coarse in (0, 2, 4, 8), "d_coarse", f"{self.d_coarse}: choose 0 (off), 2, 4 or 8")
+        check(not self.d_coarse or self.arch != "fastgan", "d_coarse", "is for the DCGAN family's D "
+              "(--arch dcgan or sngan); fastgan's D already reads a downscaled view")
+        if self.resolution is not None:
+            n, res = self.d_coarse, self.resolution
+            check(coarse_fits(n, res), "d_coarse",
+                  f"{n}: {res} px / {n} must be a whole size of at least 8 px")
         check(self.mbstd != 1, "mbstd", "1: must be 0 (off) or a group size of at least 2")
         from .diffaug import parse_policy
 
@@ -381,6 +392,11 @@ def preset_values(preset: str, resolution: int) -> dict[str, Any]:
     values = dict(PRESETS[preset])
     largest, small = PRESETS_UP_TO.get(preset, (0, {}))
     return {**values, **small} if resolution <= largest else values
+
+
+def coarse_fits(factor: int, resolution: int) -> bool:
+    """Whether `--d-coarse factor` leaves D's coarse judge a whole image of 8 px or more (off fits)."""
+    return not factor or (resolution % factor == 0 and resolution // factor >= 8)
 
 
 def lacks_full_size_rgb_layer(opts: TrainOptions) -> bool:

@@ -32,6 +32,22 @@ def test_values(name: str, real: float, fake: float, d_value: float, g_value: fl
     assert float(loss.g(r, f)) == pytest.approx(g_value, abs=1e-6)
 
 
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_a_d_with_two_logits_per_image_is_two_discriminators_averaged(name: str) -> None:
+    # `--d-coarse` gives D a second column: each column must be judged on its own (a relativistic
+    # loss compares a real with the mean fake of the same head, not of both), the loss their mean.
+    torch.manual_seed(0)
+    real, fake = torch.randn(6, 2) + torch.tensor([2.0, -1.0]), torch.randn(6, 2) + torch.tensor([-3.0, 0.5])
+    loss = LOSSES[name]
+    per_head_d = [loss.d(real[:, k], fake[:, k], 0.9) for k in range(2)]
+    per_head_g = [loss.g(real[:, k], fake[:, k]) for k in range(2)]
+    assert torch.allclose(loss.d(real, fake, 0.9), sum(per_head_d) / 2, atol=1e-6)
+    assert torch.allclose(loss.g(real, fake), sum(per_head_g) / 2, atol=1e-6)
+    # A relativistic average over every element would mix the heads' means, and differ here.
+    if loss.g_needs_real:
+        assert not torch.allclose(loss.g(real, fake), loss.g(real.flatten(), fake.flatten()))
+
+
 @pytest.mark.parametrize("name", list(LOSSES))
 def test_gradient_directions(name: str) -> None:
     """D wants real logits up and fake logits down; G wants fake logits up.

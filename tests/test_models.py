@@ -11,6 +11,7 @@ from torch import nn
 
 from dcgan.errors import UserError
 from dcgan.models import (
+    CoarseHead,
     Discriminator,
     Generator,
     MinibatchStd,
@@ -516,3 +517,48 @@ def test_d_spectrum_adds_the_heads_logit_and_tells_excess_mid_scale_power() -> N
     with torch.no_grad():
         accuracy = ((head(images(0.0)) > 0).float().mean() + (head(images(0.5)) <= 0).float().mean()) / 2
     assert accuracy > 0.9
+
+
+@pytest.mark.parametrize("arch", ["dcgan", "sngan"])
+def test_d_coarse_adds_a_second_logit_that_sees_only_the_downscaled_image(arch: str) -> None:
+    # Column 0 is D's own logit (the same weights give the same value with and without the head);
+    # column 1 the coarse head's, blind to texture that averages out over each 4x4 block and not to
+    # a change of colour. Off, D's weights are unchanged (older checkpoints load).
+    torch.manual_seed(0)
+    plain = Discriminator(32, 8, 3, arch=arch, d_input="image+fine" if arch == "dcgan" else "image")
+    both = Discriminator(32, 8, 3, arch=arch, d_input="image+fine" if arch == "dcgan" else "image", coarse=4)
+    extra = set(both.state_dict()) - set(plain.state_dict())
+    assert extra and all(k.startswith("coarse.") for k in extra)
+    assert set(plain.state_dict()) <= set(both.state_dict())
+    both.load_state_dict(plain.state_dict(), strict=False)
+    plain.eval(), both.eval()
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    out = both(x)
+    assert out.shape == (4, 2)
+    assert torch.allclose(out[:, 0], plain(x), atol=1e-5)
+    checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(16, 16) * 0.3  # mean 0 over each 4x4 block
+    textured = both(x + checker)
+    assert torch.allclose(textured[:, 1], out[:, 1], atol=1e-4)
+    assert (textured[:, 0] - out[:, 0]).abs().max() > 1e-3
+    tinted = x.clone()
+    tinted[:, 1] += 0.3
+    assert (both(tinted)[:, 1] - out[:, 1]).abs().max() > 1e-3
+    x.requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = both(x)
+    logits[:, 1].float().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    conditional = Discriminator(32, 8, 3, arch=arch, num_classes=3, coarse=4)
+    assert conditional(x.detach(), torch.tensor([0, 1, 2, 0])).shape == (4, 2)
+
+
+@pytest.mark.parametrize(("resolution", "factor", "convs", "last_kernel"),
+                         [(64, 4, 3, 4), (160, 4, 4, 5), (160, 8, 3, 5), (256, 4, 5, 4), (32, 2, 3, 4)])
+def test_coarse_head_halves_down_to_7_px_or_less_then_reads_the_rest_at_once(
+        resolution: int, factor: int, convs: int, last_kernel: int) -> None:
+    head = CoarseHead(resolution, factor, 8)
+    layers = [m for m in head.net if isinstance(m, nn.Conv2d)]
+    assert len(layers) == convs and layers[-1].kernel_size == (last_kernel, last_kernel)
+    assert head(torch.randn(2, 3, resolution, resolution)).shape == (2,)
+    with pytest.raises(ValueError, match="coarse factor 3"):
+        CoarseHead(64, 3, 8)

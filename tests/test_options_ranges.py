@@ -16,7 +16,8 @@ from tests.conftest import TRAINING_DATA
 BAD = {
     "steps": "0", "batch_size": "0", "resolution": "8", "z_dim": "0", "g_channels": "0", "d_channels": "0",
     "arch": "resnet", "upsample": "bilinear", "downsample": "max", "rgb_layer": "tanh",
-    "d_input": "edges", "g_fine_layers": "9", "ada_target": "1", "ada_kimg": "0", "d_fine_layers": "-1",
+    "d_input": "edges", "d_coarse": "3", "g_fine_layers": "9", "ada_target": "1", "ada_kimg": "0",
+    "d_fine_layers": "-1",
     "mbstd": "-1", "mode_seeking": "-0.5", "loss": "nope", "gp": "nope", "gp_weight": "-1", "gp_every": "0",
     "label_smoothing": "0", "lr_g": "-1", "lr_d": "0", "beta1": "2", "beta2": "1", "d_steps": "0",
     "ema": "1", "seed": "-1", "log_every": "-1", "sample_every": "-1", "checkpoint_every": "-1",
@@ -66,6 +67,33 @@ def test_out_of_range_value_is_one_error_line(tmp_path: Path, name: str) -> None
 @pytest.mark.parametrize("name", sorted(PAST_CLICK))
 def test_values_click_lets_through_are_refused_by_the_options(tmp_path: Path, name: str) -> None:
     _check_refused(_args(name, PAST_CLICK[name], tmp_path / "out"), name, tmp_path / "out")
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    (["--arch", "fastgan", "--preset", "few-shot"], "DCGAN family"),
+    (["--resolution", "32"], "32 px / 8 must be a whole size of at least 8 px"),
+])
+def test_d_coarse_where_it_cannot_be_is_one_error_line(tmp_path: Path, extra: list[str], says: str) -> None:
+    out = tmp_path / "out"
+    args = [*_args("d_coarse", "8", out), *extra]
+    _check_refused(args, "d_coarse", out)
+    assert says in CliRunner().invoke(cli, args).output
+
+
+def test_d_coarse_too_large_for_the_images_size_is_one_error_line(tmp_path: Path) -> None:
+    # Without --resolution the size comes from the images (here 32 px): checked once it is known.
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 32), (40 * i, 90, 120)).save(images / f"{i}.png")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["training", str(images), "2", "4", str(out), "--d-coarse", "8"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines()[-1] == (
+        "Error: --d-coarse 8: 32 px / 8 must be a whole size of at least 8 px")
+    assert not (out / "checkpoint.pt").exists()
 
 
 def test_fine_layers_without_a_full_size_rgb_layer_is_one_error_line(tmp_path: Path) -> None:
