@@ -176,10 +176,14 @@ class AdaptiveAugment:
             x = torch.where(apply, f(x), x)
         return x
 
-    def observe(self, realness: Tensor) -> None:
-        """Count D's verdicts on a batch of (augmented) reals: realness > 0 means 'real'."""
-        self.signs += realness.detach().float().sign().sum()
-        self.count += realness.numel()
+    def observe(self, realness: Tensor, images: int | None = None) -> None:
+        """Count D's verdicts on a batch of `images` (augmented) reals (default: realness's first
+        dimension): realness > 0 means 'real'. A D with several outputs per image (heads, patches,
+        in image order) casts one vote per image, their mean, so that p moves by images seen."""
+        votes = realness.detach().float().sign()
+        n = votes.shape[0] if images is None else images
+        self.signs += votes.reshape(n, -1).mean(1).sum()
+        self.count += n
 
     def adjust(self, reduce: Callable[[Tensor], Tensor] = lambda t: t) -> None:
         """Move p by the images seen since the last adjustment; `reduce` sums over processes."""

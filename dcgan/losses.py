@@ -1,8 +1,9 @@
 """GAN losses and gradient penalties as registries: a new variant is one function and one entry.
 
 Every loss takes the discriminator's raw outputs (logits) on real and fake images and returns a
-scalar. Outputs are (N,) or (N, K) for a D with K logits per image (heads, patches): each is
-judged as a discriminator of its own and the losses average over them.
+scalar. Outputs are (N,) or (N, K) for a D with K heads (`--d-coarse`): each head is judged as a
+discriminator of its own (its own mean fake in a relativistic loss, its own gradient in a penalty)
+and the losses average over them.
 
 `real_target` is the one-sided label-smoothing target for real images (1.0 = none); losses
 without targets (hinge, wgan, rahinge) ignore it. Relativistic losses (Jolicoeur-Martineau 2018)
@@ -42,7 +43,7 @@ class Loss:
 
 def _ra(real: Tensor, fake: Tensor) -> tuple[Tensor, Tensor]:
     """Relativistic average logits: each real vs the mean fake, each fake vs the mean real; over the
-    batch only, so that a D with several outputs per image (heads, patches) compares each with its own."""
+    batch only, so that a D with several heads compares each with its own."""
     return real - fake.mean(0), fake - real.mean(0)
 
 
@@ -108,7 +109,7 @@ def rahinge_g(real: Tensor | None, fake: Tensor) -> Tensor:
 
 
 def _above_mean_fake(real: Tensor, fake: Tensor) -> Tensor:
-    return real - fake.mean()
+    return real - fake.mean(0)
 
 
 def _above_half(real: Tensor, fake: Tensor) -> Tensor:
@@ -148,14 +149,18 @@ def mode_seeking(fake: Tensor, z: Tensor) -> Tensor:
 
 def _grad_norm_penalty(discriminator: Callable[[Tensor], Tensor], points: Tensor,
                        target: float | None) -> Tensor:
-    """Mean of (||grad D(points)|| - target)^2, or of ||grad||^2 when target is None."""
+    """Mean of (||grad D(points)|| - target)^2, or of ||grad||^2 when target is None; for a D with
+    several heads (output (N, K)) each head's penalty on its own gradient, averaged over the heads
+    as the losses are."""
     points = points.detach().requires_grad_(True)
     out = discriminator(points)
-    (grad,) = torch.autograd.grad(out.sum(), points, create_graph=True)
-    norm2 = grad.float().flatten(1).pow(2).sum(1)
-    if target is None:
-        return norm2.mean()
-    return ((norm2 + 1e-12).sqrt() - target).pow(2).mean()
+    heads = [out] if out.dim() == 1 else list(out.unbind(1))
+    penalties = []
+    for k, head in enumerate(heads):
+        (grad,) = torch.autograd.grad(head.sum(), points, create_graph=True, retain_graph=k < len(heads) - 1)
+        norm2 = grad.float().flatten(1).pow(2).sum(1)
+        penalties.append(norm2.mean() if target is None else ((norm2 + 1e-12).sqrt() - target).pow(2).mean())
+    return penalties[0] if len(penalties) == 1 else torch.stack(penalties).mean()
 
 
 def gp_wgan(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:

@@ -485,28 +485,29 @@ class CoarseHead(nn.Module):
     steps the fakes' texture passed the panel's CNN judges while a judge of their 1/4-size images
     still told them apart (palette, contours, layout; docs/quality.md). Here a net of its own reads
     that view from its first layer. Strided convs (BatchNorm after all but the first, as in D; spectral
-    norm with sngan) down to 7 px or less, then one conv over what is left; no class projection: the
-    class is D's main head's to judge.
+    norm with sngan; widths capped as D's) down to 7 px or less, then one conv over what is left; no
+    class projection: the class is D's main head's to judge.
     """
 
     def __init__(self, resolution: int, factor: int, width: int = 64, channels: int = 3, sn: bool = False):
         super().__init__()
         size = resolution // factor
         if factor < 2 or resolution % factor or size < 8:
-            raise ValueError(f"coarse factor {factor}: must divide {resolution} px and leave at least 8 px")
+            raise ValueError(f"coarse factor {factor}: must be 2 or more, divide {resolution} px and leave "
+                             "at least 8 px")
 
         def conv(c_in: int, c_out: int, kernel: int, stride: int, pad: int) -> nn.Module:
             layer = nn.Conv2d(c_in, c_out, kernel, stride, pad, bias=sn)
             return spectral_norm(layer) if sn else layer
 
         layers: list[nn.Module] = [nn.AvgPool2d(factor)]
-        c_in, c_out = channels, width
+        c_in, c_out, first = channels, width, True
         while size > 7 and size % 2 == 0:
             layers.append(conv(c_in, c_out, 4, 2, 1))
-            if c_in != channels and not sn:
+            if not first and not sn:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(0.2, True))
-            c_in, c_out, size = c_out, c_out * 2, size // 2
+            c_in, c_out, size, first = c_out, min(2 * c_out, width * MAX_WIDTH_FACTOR), size // 2, False
         layers.append(conv(c_in, 1, size, 1, 0))
         self.net = nn.Sequential(*layers)
 

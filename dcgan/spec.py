@@ -174,6 +174,9 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
     if options.ada_target and not parse_policy(options.diffaug):
         raise UserError(f"--ada-target {options.ada_target:g}: needs a --diffaug policy to apply adaptively "
                         "(e.g. --diffaug translation,color,cutout)")
+    if options.d_coarse and options.arch == "fastgan":  # the preset can pick fastgan after validate()
+        raise UserError("--d-coarse: is for the DCGAN family's D (--arch dcgan or sngan); fastgan's D "
+                        "already reads a downscaled view")
     if not coarse_fits(options.d_coarse, resolution):
         n = options.d_coarse
         raise UserError(f"--d-coarse {n}: {resolution} px / {n} must be a whole size of at least 8 px")

@@ -110,6 +110,15 @@ def test_adaptive_augmentation_follows_ds_sign_on_the_reals() -> None:
     ada.observe(torch.tensor([1.0] * 50 + [-1.0] * 50))
     ada.adjust(lambda t: t * 2)  # two processes that saw the same: 200 images, down by 0.2
     assert float(ada.p) == pytest.approx(0.2)
+    # Two heads per image (--d-coarse) or patches (fastgan, image by image): one vote per image,
+    # their mean, and p moves by the images seen, not by the outputs.
+    ada.observe(torch.tensor([[1.0, 1.0]] * 80 + [[1.0, -1.0]] * 20))  # votes 1 and 0: 80 over 100 images
+    assert float(ada.count) == 100 and float(ada.signs) == 80
+    ada.observe(torch.tensor([1.0, -1.0, -1.0, -1.0] * 10), images=10)  # 10 images of 4 patches: -0.5 each
+    assert float(ada.count) == 110 and float(ada.signs) == 75
+    ada.adjust()  # r_t = 75 / 110 > 0.6: up by 110 / 1000
+    assert float(ada.p) == pytest.approx(0.31)
+    ada.p.fill_(0.2)
     state = ada.state_dict()
     other = AdaptiveAugment([lambda v: v], target=0.6, kimg=1.0)
     other.load_state_dict(state)

@@ -114,6 +114,32 @@ def test_gradient_penalties_closed_form(name: str, expected: float) -> None:
     assert D.w.grad is not None and float(D.w.grad.abs().sum()) > 0
 
 
+class TwoHeads(torch.nn.Module):
+    """Two linear critics side by side, (N, 2): slopes of norm 3 and 4 in orthogonal directions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        w = torch.zeros(2, 1, 2, 2)
+        w[0, 0, 0, 0], w[1, 0, 1, 1] = 3.0, 4.0
+        self.w = torch.nn.Parameter(w)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x[:, None] * self.w[None]).flatten(2).sum(2)
+
+
+@pytest.mark.parametrize(("name", "expected"), [("wgan", ((3 - 1) ** 2 + (4 - 1) ** 2) / 2),
+                                                 ("dragan", ((3 - 1) ** 2 + (4 - 1) ** 2) / 2),
+                                                 ("r1", 0.5 * (9 + 16) / 2)])
+def test_a_penalty_on_two_heads_is_each_heads_own_averaged(name: str, expected: float) -> None:
+    # Each head's gradient apart (norms 3 and 4), not the gradient of their sum (norm 5).
+    D = TwoHeads()
+    real, fake = torch.randn(4, 1, 2, 2), torch.randn(4, 1, 2, 2)
+    penalty = GRADIENT_PENALTIES[name](D, real, fake)
+    assert float(penalty) == pytest.approx(expected, rel=1e-5)
+    penalty.backward()
+    assert D.w.grad is not None and bool((D.w.grad.flatten(1).abs().sum(1) > 0).all())
+
+
 def test_dragan_penalises_points_between_each_real_image_and_its_perturbed_copy() -> None:
     torch.manual_seed(0)
     real = torch.rand(64, 3, 4, 4)

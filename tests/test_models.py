@@ -562,3 +562,6 @@ def test_coarse_head_halves_down_to_7_px_or_less_then_reads_the_rest_at_once(
     assert head(torch.randn(2, 3, resolution, resolution)).shape == (2,)
     with pytest.raises(ValueError, match="coarse factor 3"):
         CoarseHead(64, 3, 8)
+    # Widths double per halving, capped as D's own (8x the first): at 256 / 2 a 128 px view.
+    widths = [m.out_channels for m in CoarseHead(256, 2, 8).net if isinstance(m, nn.Conv2d)]
+    assert widths == [8, 16, 32, 64, 64, 1]

@@ -71,6 +71,7 @@ def test_values_click_lets_through_are_refused_by_the_options(tmp_path: Path, na
 
 @pytest.mark.parametrize(("extra", "says"), [
     (["--arch", "fastgan", "--preset", "few-shot"], "DCGAN family"),
+    (["--preset", "few-shot"], "DCGAN family"),  # the preset picks fastgan after the options' own check
     (["--resolution", "32"], "32 px / 8 must be a whole size of at least 8 px"),
 ])
 def test_d_coarse_where_it_cannot_be_is_one_error_line(tmp_path: Path, extra: list[str], says: str) -> None:

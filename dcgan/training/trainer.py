@@ -170,7 +170,7 @@ class Trainer:
             d_real, d_fake = d_real.float(), self.D_train(fake_in, y).float()
         loss_d = loss_fn.d(d_real, d_fake, options.label_smoothing)
         if isinstance(self.augment, AdaptiveAugment):
-            self.augment.observe(loss_fn.realness(d_real, d_fake))
+            self.augment.observe(loss_fn.realness(d_real, d_fake), real_in.shape[0])
         if rebuilt is not None:
             loss_d = loss_d + rebuilt.float()
         penalty = GRADIENT_PENALTIES[options.gp]
