@@ -156,8 +156,8 @@ def _grad_norm_penalty(discriminator: Callable[[Tensor], Tensor], points: Tensor
     out = discriminator(points)
     heads = [out] if out.dim() == 1 else list(out.unbind(1))
     penalties = []
-    for k, head in enumerate(heads):
-        (grad,) = torch.autograd.grad(head.sum(), points, create_graph=True, retain_graph=k < len(heads) - 1)
+    for head in heads:
+        (grad,) = torch.autograd.grad(head.sum(), points, create_graph=True)
         norm2 = grad.float().flatten(1).pow(2).sum(1)
         penalties.append(norm2.mean() if target is None else ((norm2 + 1e-12).sqrt() - target).pow(2).mean())
     return penalties[0] if len(penalties) == 1 else torch.stack(penalties).mean()
