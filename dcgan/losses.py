@@ -160,7 +160,7 @@ def _grad_norm_penalty(discriminator: Callable[[Tensor], Tensor], points: Tensor
         (grad,) = torch.autograd.grad(head.sum(), points, create_graph=True)
         norm2 = grad.float().flatten(1).pow(2).sum(1)
         penalties.append(norm2.mean() if target is None else ((norm2 + 1e-12).sqrt() - target).pow(2).mean())
-    return penalties[0] if len(penalties) == 1 else torch.stack(penalties).mean()
+    return torch.stack(penalties).mean()
 
 
 def gp_wgan(discriminator: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor) -> Tensor:

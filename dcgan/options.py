@@ -215,12 +215,8 @@ class TrainOptions:
         check(self.downsample in DOWNSAMPLING, "downsample",
               f"{self.downsample!r}: choose {' or '.join(DOWNSAMPLING)}")
         check(self.d_coarse in (0, 2, 4, 8), "d_coarse", f"{self.d_coarse}: choose 0 (off), 2, 4 or 8")
-        check(not self.d_coarse or self.arch != "fastgan", "d_coarse", "is for the DCGAN family's D "
-              "(--arch dcgan or sngan); fastgan's D already reads a downscaled view")
-        if self.resolution is not None:
-            n, res = self.d_coarse, self.resolution
-            check(coarse_fits(n, res), "d_coarse",
-                  f"{n}: {res} px / {n} must be a whole size of at least 8 px")
+        problem = coarse_problem(self.d_coarse, self.arch, self.resolution)
+        check(problem is None, "d_coarse", problem or "")
         check(self.mbstd != 1, "mbstd", "1: must be 0 (off) or a group size of at least 2")
         from .diffaug import parse_policy
 
@@ -394,9 +390,18 @@ def preset_values(preset: str, resolution: int) -> dict[str, Any]:
     return {**values, **small} if resolution <= largest else values
 
 
-def coarse_fits(factor: int, resolution: int) -> bool:
-    """Whether `--d-coarse factor` leaves D's coarse judge a whole image of 8 px or more (off fits)."""
-    return not factor or (resolution % factor == 0 and resolution // factor >= 8)
+def coarse_problem(factor: int, arch: str, resolution: int | None) -> str | None:
+    """Why `--d-coarse factor` cannot be used with `arch` at `resolution` px (None: unknown yet), or
+    None where it can: the DCGAN family only, and a whole coarse image of 8 px or more. Asked when the
+    options are validated and again once the preset and the images' size are settled."""
+    if not factor:
+        return None
+    if arch == "fastgan":
+        return ("is for the DCGAN family's D (--arch dcgan or sngan); fastgan's D already reads a "
+                "downscaled view")
+    if resolution is not None and (resolution % factor or resolution // factor < 8):
+        return f"{factor}: {resolution} px / {factor} must be a whole size of at least 8 px"
+    return None
 
 
 def lacks_full_size_rgb_layer(opts: TrainOptions) -> bool:

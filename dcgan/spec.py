@@ -23,7 +23,7 @@ from typing import Any
 from .compression import Compression
 from .diffaug import parse_policy
 from .errors import UserError
-from .options import OPTIONS_FILE, TrainOptions, apply_preset, coarse_fits, lacks_full_size_rgb_layer
+from .options import OPTIONS_FILE, TrainOptions, apply_preset, coarse_problem, lacks_full_size_rgb_layer
 
 AUTO_MIN_INTERVAL = 10  # steps; the shortest automatic interval between sample grids or checkpoints
 
@@ -174,11 +174,8 @@ def settle(asked: TrainOptions, num_images: int, resolution: int, channels: int,
     if options.ada_target and not parse_policy(options.diffaug):
         raise UserError(f"--ada-target {options.ada_target:g}: needs a --diffaug policy to apply adaptively "
                         "(e.g. --diffaug translation,color,cutout)")
-    if options.d_coarse and options.arch == "fastgan":  # the preset can pick fastgan after validate()
-        raise UserError("--d-coarse: is for the DCGAN family's D (--arch dcgan or sngan); fastgan's D "
-                        "already reads a downscaled view")
-    if not coarse_fits(options.d_coarse, resolution):
-        n = options.d_coarse
-        raise UserError(f"--d-coarse {n}: {resolution} px / {n} must be a whole size of at least 8 px")
+    problem = coarse_problem(options.d_coarse, options.arch, resolution)  # the preset may pick fastgan
+    if problem:
+        raise UserError(f"--d-coarse {problem}")
     options = dataclasses.replace(options, resolution=resolution)
     return RunSpec(options, channels, tuple(class_names) if options.conditional else (), asked, compression)
