@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 from PIL import Image
+from tqdm import tqdm
 
 import isic_dataset
 from dcgan.data import isic
@@ -675,6 +677,54 @@ def test_ctrl_c_leaves_no_partial_file(fake: FakeIsicServer, tmp_path: Path) -> 
     for path in out.glob("ISIC_*"):  # whatever finished is complete
         assert path.read_bytes() == fake.image(path.stem).full
     assert len(list(out.glob("ISIC_*"))) < 30
+
+
+class HeldWriteLock:
+    """tqdm's write lock as a Ctrl-C inside the main thread's `refresh` leaves it: tqdm releases it
+    outside a `finally`, so it stays held by that thread (reentrant there, blocking everyone else)."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.freed = threading.Event()  # the test's way out if a worker is stuck on it
+
+    def acquire(self, *_args: Any, **_kwargs: Any) -> bool:
+        return threading.get_ident() == self.owner or self.freed.wait()
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+
+def test_workers_never_wait_on_the_progress_bar(fake: FakeIsicServer, tmp_path: Path) -> None:
+    """CI once hung for 60 s after a Ctrl-C: the worker threads ticked the bar and waited forever on
+    the lock the interrupted main thread held. Only the main thread may touch the bar."""
+    fake.chunk_delay = 0.02  # slow enough that the bar would refresh from a worker
+    previous = tqdm.get_lock()
+    outcome: dict[str, Any] = {}
+
+    def download_holding_the_lock() -> None:
+        lock = HeldWriteLock()
+        outcome["lock"] = lock
+        tqdm.set_lock(lock)
+        outcome["summary"] = run(fake, tmp_path / "out", n=12, workers=3, progress=True)
+
+    thread = threading.Thread(target=download_holding_the_lock, daemon=True)
+    try:
+        thread.start()
+        thread.join(timeout=30)  # the download itself takes about a second
+        stuck = thread.is_alive()
+    finally:
+        if "lock" in outcome:
+            outcome["lock"].freed.set()
+        thread.join(timeout=60)
+        tqdm.set_lock(previous)
+    assert not stuck, "a download worker waited on the progress bar's lock"
+    assert outcome["summary"].downloaded == 12
 
 
 # --------------------------------------------------------------------------------------------------

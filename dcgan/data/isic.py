@@ -675,8 +675,9 @@ class _Run:
         self.output = output
         self.fetcher = fetcher
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="isic-download")
+        # Only the main thread touches the bar: tqdm's refresh releases its write lock outside a
+        # `finally`, so a Ctrl-C inside it would leave a worker that ticks blocked for good.
         self.bar = bar
-        self.bar_lock = threading.Lock()  # workers' done-callbacks and the main thread both tick
         self.thumbnails = thumbnails
         self.futures: dict[Future[tuple[bool, Entry]], _Job] = {}
         self.failed: list[str] = []
@@ -700,15 +701,13 @@ class _Run:
             return
         self.seen.add(job.isic_id)
         future = self.pool.submit(self.fetcher, job, self.output.ledger.entries.get(job.isic_id))
-        future.add_done_callback(self._tick)
         self.futures[future] = job
         self.settle_done()
 
     def set_total(self) -> None:
         """Correct the bar's total once the listing is done (the API's count may be off or absent)."""
-        with self.bar_lock:
-            self.bar.total = self.added
-            self.bar.refresh()
+        self.bar.total = self.added
+        self.bar.refresh()
 
     def collect(self) -> None:
         """Wait for every future, saving as they complete; a disk error becomes one `UserError`."""
@@ -726,6 +725,7 @@ class _Run:
 
     def _settle(self, future: Future[tuple[bool, Entry]]) -> None:
         job = self.futures.pop(future)
+        self._tick()
         try:
             fetched, entry = future.result()
         except DownloadError as err:
@@ -741,9 +741,8 @@ class _Run:
                 self.skipped += 1
             self.output.record(job, entry)
 
-    def _tick(self, _future: Future[tuple[bool, Entry]] | None = None) -> None:
-        with self.bar_lock:
-            self.bar.update()
+    def _tick(self) -> None:
+        self.bar.update()
 
     def _fail(self, name: str, message: str) -> None:
         self.failed.append(name)
