@@ -8,15 +8,15 @@ A lattice in the fakes (the spectrum report's peak ratio at a single frequency s
 output of every layer that holds feature maps of at least `--min-size` pixels, and prints, for
 each, how far the maps' mean power at each frequency of G's doubling grid (every multiple of 1/4
 cycle/pixel in each axis) stands above the power around it: the power at that frequency over the
-median of the ring of frequencies 2-3 bins away (1 = no line; a smooth spectrum gives about 1,
-a pattern repeated every 2 or 4 pixels gives tens). Feature maps have their per-channel mean
-removed so that the DC line does not count. Each line is one layer: its index in G, its kind and
-size, then the strengths.
+median of the ring of frequencies 2-3 bins away (1 = no line; a pattern repeated every 2 or 4
+pixels gives tens). Each channel loses its mean (the DC line does not count) and is Hann-windowed
+(the maps' borders would otherwise put a cross of power on both axes). One line per layer: its
+name in G, its kind and size, then the strengths.
 
-Nearest-neighbour doubling followed by a ReLU is the usual source: the doubled 2x2 blocks are
-invisible to a linear spectrum, but rectifying the conv's responses at their edges puts power at
-the block period (a checkerboard at 1/2), which the next doubling carries to 1/4. numpy/torch only:
-no library reads lines out of a network's activations.
+Why layer by layer: a line that a conv's output lacks and the ReLU after it has was made by the
+rectification; one that a doubling carries from 1/2 to 1/4 was born a layer earlier; one that grows
+in the last conv is G's choice, not its architecture's (docs/quality.md has the 160 px readings).
+numpy/torch only: no library reads lines out of a network's activations.
 """
 
 from __future__ import annotations
@@ -46,15 +46,22 @@ def line_strength(power: np.ndarray, fy: float, fx: float) -> float:
 
 
 def map_power(maps: torch.Tensor) -> np.ndarray:
-    """Mean |FFT|^2 over images and channels of (N, C, H, W) maps, each channel less its mean."""
+    """Mean |FFT|^2 over images and channels of (N, C, H, W) maps, each channel less its mean and
+    Hann-windowed (the maps' borders would otherwise put a cross of power on both axes)."""
     maps = maps.float()
     maps = maps - maps.mean(dim=(2, 3), keepdim=True)
-    return (torch.fft.fft2(maps).abs() ** 2).mean(dim=(0, 1)).numpy()
+    h, w = maps.shape[-2:]
+    window = torch.outer(torch.hann_window(h, periodic=False), torch.hann_window(w, periodic=False))
+    return (torch.fft.fft2(maps * window).abs() ** 2).mean(dim=(0, 1)).numpy()
 
 
 def layer_lines(run: str | Path, n: int = 64, seed: int = 0, min_size: int = 8) -> list[dict]:
-    """One row per layer of G's main stack whose maps are at least `min_size` pixels wide."""
-    G, _spec, _ = load_generator(run)
+    """One row per layer of a run's G (EMA weights) whose maps are at least `min_size` pixels wide."""
+    return generator_lines(load_generator(run)[0], n, seed, min_size)
+
+
+def generator_lines(G: torch.nn.Module, n: int = 64, seed: int = 0, min_size: int = 8) -> list[dict]:
+    """`layer_lines` for a G in hand (eval mode or not, as the caller left it)."""
     outputs: dict[str, torch.Tensor] = {}
     hooks = []
     for name, module in G.named_modules():
