@@ -6,9 +6,9 @@ Run from the repository root:  .venv/bin/python bench/g_lattice.py RUN_DIR [RUN_
 A lattice in the fakes (the spectrum report's peak ratio at a single frequency such as fy = fx =
 1/4) is made somewhere inside G. This script runs G (EMA weights) on `--n` random latents, keeps the
 output of every layer that holds feature maps of at least `--min-size` pixels, and prints, for
-each, how far the maps' mean power at each frequency of G's doubling grid (every multiple of 1/4
-cycle/pixel in each axis) stands above the power around it: the power at that frequency over the
-median of the ring of frequencies 2-3 bins away (1 = no line; a pattern repeated every 2 or 4
+each, how far the maps' mean power at each frequency of G's doubling grid (multiples of 1/4
+cycle/pixel on each axis and both diagonals) stands above the power around it: the power there over
+the median of the ring of frequencies 2-3 bins away (1 = no line; a pattern repeated every 2 or 4
 pixels gives tens). Each channel loses its mean (the DC line does not count) and is Hann-windowed
 (the maps' borders would otherwise put a cross of power on both axes). One line per layer: its
 name in G, its kind and size, then the strengths.
@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from dcgan.generate import load_generator  # noqa: E402
 
-GRID = [(0.5, 0.5), (0.5, 0.0), (0.0, 0.5), (0.25, 0.25), (0.25, 0.0), (0.0, 0.25)]
+GRID = [(0.5, 0.5), (0.5, 0.0), (0.0, 0.5), (0.25, 0.25), (0.25, -0.25), (0.25, 0.0), (0.0, 0.25)]
 
 
 def line_strength(power: np.ndarray, fy: float, fx: float) -> float:

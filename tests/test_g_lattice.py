@@ -33,6 +33,7 @@ def test_a_checkerboard_stands_out_and_noise_does_not() -> None:
     assert g_lattice.line_strength(marked, 0.5, 0.5) > 50
     assert g_lattice.line_strength(marked, 0.25, 0.25) > 20
     assert g_lattice.line_strength(marked, 0.25, 0.0) < 5  # only where the pattern is
+    assert g_lattice.line_strength(marked, 0.25, -0.25) < 5  # not on the other diagonal
 
 
 def test_every_layer_of_a_trained_g_gets_a_row(tmp_path: Path) -> None:
