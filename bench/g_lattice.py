@@ -62,9 +62,10 @@ def layer_lines(run: str | Path, n: int = 64, seed: int = 0, min_size: int = 8) 
 
 def generator_lines(G: torch.nn.Module, n: int = 64, seed: int = 0, min_size: int = 8) -> list[dict]:
     """`layer_lines` for a G in hand (eval mode or not, as the caller left it)."""
+    modules = dict(G.named_modules())
     outputs: dict[str, torch.Tensor] = {}
     hooks = []
-    for name, module in G.named_modules():
+    for name, module in modules.items():
         if next(module.children(), None) is None:  # leaves only: a container repeats its last child
             # clone: in-place ReLUs would otherwise overwrite what the previous layer handed on
             hooks.append(module.register_forward_hook(
@@ -74,7 +75,6 @@ def generator_lines(G: torch.nn.Module, n: int = 64, seed: int = 0, min_size: in
         G(torch.randn(n, G.latent_dim, generator=generator))
     for hook in hooks:
         hook.remove()
-    modules = dict(G.named_modules())
     rows = []
     for name, out in outputs.items():
         if out.dim() != 4 or min(out.shape[-2:]) < min_size:
