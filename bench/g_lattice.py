@@ -71,10 +71,12 @@ def generator_lines(G: torch.nn.Module, n: int = 64, seed: int = 0, min_size: in
             hooks.append(module.register_forward_hook(
                 lambda _m, _i, out, name=name: outputs.__setitem__(name, out.detach().clone())))
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        G(torch.randn(n, G.latent_dim, generator=generator))
-    for hook in hooks:
-        hook.remove()
+    try:
+        with torch.no_grad():
+            G(torch.randn(n, G.latent_dim, generator=generator))
+    finally:  # the caller's G must not keep our hooks if its forward fails
+        for hook in hooks:
+            hook.remove()
     rows = []
     for name, out in outputs.items():
         if out.dim() != 4 or min(out.shape[-2:]) < min_size:
