@@ -94,7 +94,8 @@ def train_options(func: Any) -> Any:
 
     choices = {**CHOICES, "arch": list(ARCH_NAMES), "loss": list(LOSS_NAMES),
                "gp": list(GRADIENT_PENALTY_NAMES),
-               "upsample": list(UPSAMPLING_NAMES), "downsample": list(DOWNSAMPLING_NAMES),
+               "upsample": list(UPSAMPLING_NAMES), "upsample_last": ["same", *UPSAMPLING_NAMES],
+               "downsample": list(DOWNSAMPLING_NAMES),
                "rgb_layer": list(RGB_LAYER_NAMES), "d_input": list(D_INPUT_NAMES),
                "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)

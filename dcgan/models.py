@@ -335,13 +335,18 @@ class Generator(LatentInput):
     def __init__(self, resolution: int = 64, z_dim: int = 100, width: int = 64, channels: int = 3,
                  num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up",
                  noise: bool = False, fine_layers: int = 0, supersample: bool = False,
-                 noise_per_image: bool = False, sparse_noise: bool = False, hair_noise: bool = False):
+                 noise_per_image: bool = False, sparse_noise: bool = False, hair_noise: bool = False,
+                 upsample_last: str | None = None):
         super().__init__()
         if rgb_layer not in RGB_LAYERS:
             raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
-        if upsample not in UPSAMPLING:
-            raise ValueError(f"upsample {upsample!r}: choose from {', '.join(UPSAMPLING)}")
+        for name in (upsample, upsample_last or upsample):
+            if name not in UPSAMPLING:
+                raise ValueError(f"upsample {name!r}: choose from {', '.join(UPSAMPLING)}")
         up = UPSAMPLING[upsample]
+        # The doubling that makes the image may differ: a nearest doubling there copies each half-size
+        # pixel to a 2x2 block, so any half-size texture reaches the image as a fixed 2-pixel lattice.
+        last_up = UPSAMPLING[upsample_last or upsample]
         base, _ = size_plan(resolution)
         widths = _widths(resolution, width)
         self.z_dim, self.num_classes = z_dim, num_classes
@@ -370,19 +375,20 @@ class Generator(LatentInput):
         if rgb_layer != "up":  # each output pixel then mixes both parities of the last upsampling
             half = max(1, widths[-1] // 2)
             full_noise = rgb_layer == "conv-noise"
-            layers += [*up(widths[-1], half), *norm(half, size * 2, full_noise and not supersample)]
+            layers += [*(up if supersample else last_up)(widths[-1], half),
+                       *norm(half, size * 2, full_noise and not supersample)]
             for _ in range(fine_layers):
                 layers += [nn.Conv2d(half, half, 3, 1, 1, bias=False), *norm(half, size * 2)]
             if supersample:  # one more doubling, narrower, where the conv-noise map moves to
                 quarter = max(1, half // 2)
-                layers += [*up(half, quarter), *norm(quarter, size * 4, full_noise)]
+                layers += [*last_up(half, quarter), *norm(quarter, size * 4, full_noise)]
                 half = quarter
             layers.append(nn.Conv2d(half, channels, 3, 1, 1, bias=False))
         elif fine_layers or supersample:
             raise ValueError("fine_layers and supersample need an RGB layer at full size (rgb_layer conv or "
                              "conv-noise)")
         else:
-            layers += [*up(widths[-1], channels)]
+            layers += [*last_up(widths[-1], channels)]
         layers.append(nn.Tanh())
         if supersample:
             layers.append(nn.AvgPool2d(2))

@@ -79,11 +79,15 @@ class TrainOptions:
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer) | fastgan (few-shot G and D "
                     "after FastGAN: skip-layer excitation, GLU blocks, a full-resolution D that also "
                     "rebuilds the reals; --g-channels / --d-channels are its widths at 128 px; --upsample, "
-                    "--rgb-layer, --g-fine-layers, --g-supersample, --noise-per-image, --sparse-noise, "
-                    "--hair-noise, --d-fine-layers, --downsample and --mbstd do not apply)")
+                    "--upsample-last, --rgb-layer, --g-fine-layers, --g-supersample, --noise-per-image, "
+                    "--sparse-noise, --hair-noise, --d-fine-layers, --downsample and --mbstd do not apply)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
+    upsample_last: str = opt("same", "how G makes its last doubling (the one that reaches the image size): "
+                             "same (as --upsample) | transpose | resize | blur; blur there with resize "
+                             "elsewhere keeps nearest's sharpness inside G but stops the last nearest "
+                             "doubling from copying each half-size pixel to a 2x2 block (a 2-pixel lattice)")
     rgb_layer: str = opt("up", "G's output layer: up (its last upsampling makes RGB, the DCGAN paper) | conv "
                          "(a 3x3 conv at full size makes RGB from the last upsampling's features) | "
                          "conv-noise (the same, with per-pixel noise added to those features: a random "
@@ -196,6 +200,8 @@ class TrainOptions:
         from .models import UPSAMPLING
 
         check(self.upsample in UPSAMPLING, "upsample", f"{self.upsample!r}: choose {' or '.join(UPSAMPLING)}")
+        check(self.upsample_last == "same" or self.upsample_last in UPSAMPLING, "upsample_last",
+              f"{self.upsample_last!r}: choose same, {', '.join(UPSAMPLING)}")
         check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
               f"{self.device!r}: choose auto, cpu or cuda")
         check(self.precision in ("auto", "bf16", "fp32"), "precision",

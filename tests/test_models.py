@@ -200,6 +200,32 @@ def test_blur_upsampling_is_zero_insertion_and_the_stylegan2_low_pass() -> None:
         p.numel() for p in Generator(64, 16, 8, 3, upsample="resize").parameters())
 
 
+@pytest.mark.parametrize("rgb_layer", ["up", "conv-noise"])
+def test_upsample_last_changes_only_the_doubling_that_makes_the_image(rgb_layer: str) -> None:
+    # `--upsample-last blur` with `--upsample resize`: nearest inside G, bilinear for the last doubling.
+    # Same parameters under the same keys, so a G trained with nearest everywhere loads into it.
+    G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer=rgb_layer, upsample_last="blur")
+    plain = Generator(32, 16, 8, 3, upsample="resize", rgb_layer=rgb_layer)
+    ups = [m for m in G.main if isinstance(m, (nn.Upsample, NearestUpConv2d))]
+    assert [type(m).__name__ for m in ups] == ["NearestUpConv2d"] * 2 + ["Upsample"]
+    assert ups[-1].mode == "bilinear"
+    assert G.state_dict().keys() == plain.state_dict().keys()
+    G.load_state_dict(plain.state_dict())
+    z = torch.randn(G.latent_dim, generator=torch.Generator().manual_seed(0)).expand(2, -1)
+    G.eval(), plain.eval()
+    with torch.no_grad():
+        a, b = G(z), plain(z)
+    assert a.shape == b.shape == (2, 3, 32, 32)
+    assert not torch.allclose(a, b)
+    # what the swap takes away: the finest detail (the image minus its own 3x3 box blur) is weaker
+    def fine(x: torch.Tensor) -> float:
+        return float((x - nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False)).std())
+    assert fine(a) < 0.75 * fine(b)  # measured 0.43-0.60 of it over init seeds 0-7
+    assert Generator(32, 16, 8, 3, upsample_last="blur")(torch.randn(2, 16)).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="upsample 'nearest'"):
+        Generator(32, upsample_last="nearest")
+
+
 def test_blur_downsampling_low_passes_before_each_strided_conv() -> None:
     # `--downsample blur`: a 2-pixel checkerboard, which a stride-2 conv aliases onto a flat map,
     # is removed by the [1,3,3,1] low-pass (its response at Nyquist is 0) while a flat image passes.

@@ -15,7 +15,8 @@ from tests.conftest import TRAINING_DATA
 # One out-of-range (or unknown) value per option of `gancontrol.py training`.
 BAD = {
     "steps": "0", "batch_size": "0", "resolution": "8", "z_dim": "0", "g_channels": "0", "d_channels": "0",
-    "arch": "resnet", "upsample": "bilinear", "downsample": "max", "rgb_layer": "tanh",
+    "arch": "resnet", "upsample": "bilinear", "upsample_last": "nearest",
+    "downsample": "max", "rgb_layer": "tanh",
     "d_input": "edges", "d_coarse": "3", "g_fine_layers": "9", "ada_target": "1", "ada_kimg": "0",
     "d_fine_layers": "-1",
     "mbstd": "-1", "mode_seeking": "-0.5", "loss": "nope", "gp": "nope", "gp_weight": "-1", "gp_every": "0",

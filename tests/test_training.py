@@ -74,12 +74,12 @@ VARIANT = ["--loss", "ragan", "--arch", "sngan", "--gp", "r1", "--d-steps", "2",
 CLASSIC = ["--preset", "classic", "--label-smoothing", "0.9", "--downsample", "blur", "--rgb-layer", "conv"]
 WGAN_GP = ["--preset", "classic", "--loss", "wgan", "--gp", "wgan", "--lr-d", "1e-4"]
 DRAGAN = ["--loss", "lsgan", "--gp", "dragan", "--diffaug", "color,flip,rot90,translation-reflect",
-          "--mode-seeking", "1", "--d-coarse", "4"]
+          "--mode-seeking", "1", "--d-coarse", "4", "--upsample-last", "blur"]
 
 
 @pytest.mark.parametrize("extra", [[], VARIANT, CLASSIC, WGAN_GP, DRAGAN],
                          ids=["sngan-diffaug", "ragan-sngan-r1-mbstd-spectrum-coarse-noise-variants",
-                              "classic", "wgan-gp", "dragan-diffaug-modeseeking-coarse"])
+                              "classic", "wgan-gp", "dragan-diffaug-modeseeking-coarse-lastblur"])
 def test_resume_is_bit_identical(tmp_path: Path, extra: list[str]) -> None:
     one_go = train_tiny(tmp_path / "a", 6, *extra)
     split = train_tiny(tmp_path / "b", 3, *extra)
