@@ -336,17 +336,19 @@ class Generator(LatentInput):
                  num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up",
                  noise: bool = False, fine_layers: int = 0, supersample: bool = False,
                  noise_per_image: bool = False, sparse_noise: bool = False, hair_noise: bool = False,
-                 upsample_last: str | None = None):
+                 upsample_last: str = "same"):
         super().__init__()
         if rgb_layer not in RGB_LAYERS:
             raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
-        for name in (upsample, upsample_last or upsample):
+        if upsample_last == "same":
+            upsample_last = upsample
+        for name in (upsample, upsample_last):
             if name not in UPSAMPLING:
                 raise ValueError(f"upsample {name!r}: choose from {', '.join(UPSAMPLING)}")
         up = UPSAMPLING[upsample]
         # The doubling that makes the image may differ: a nearest doubling there copies each half-size
         # pixel to a 2x2 block, so any half-size texture reaches the image as a fixed 2-pixel lattice.
-        last_up = UPSAMPLING[upsample_last or upsample]
+        last_up = UPSAMPLING[upsample_last]
         base, _ = size_plan(resolution)
         widths = _widths(resolution, width)
         self.z_dim, self.num_classes = z_dim, num_classes
