@@ -90,7 +90,7 @@ def train_options(func: Any) -> Any:
         RGB_LAYER_NAMES,
         UPSAMPLING_NAMES,
     )
-    from dcgan.options import PRESETS, PRESETS_UP_TO, preset_values
+    from dcgan.options import PRESETS, PRESETS_BY_SIZE, preset_values
 
     choices = {**CHOICES, "arch": list(ARCH_NAMES), "loss": list(LOSS_NAMES),
                "gp": list(GRADIENT_PENALTY_NAMES),
@@ -99,7 +99,7 @@ def train_options(func: Any) -> Any:
                "rgb_layer": list(RGB_LAYER_NAMES), "d_input": list(D_INPUT_NAMES),
                "preset": ["auto", *PRESETS]}
     helps, hints = option_help(), get_type_hints(TrainOptions)
-    by_preset = {k for name in PRESETS for k in preset_values(name, 1)}  # 1 px: with every size-bound value
+    by_preset = {k for name in PRESETS for size in (1, 10**6) for k in preset_values(name, size)}
     def shown(v: Any) -> str:  # a flag reads as on / off (bool only: 0.0 == False in Python)
         return ("on" if v else "off") if isinstance(v, bool) else str(v)
 
@@ -107,8 +107,10 @@ def train_options(func: Any) -> Any:
         return ", ".join(f"{k.replace('_', '-')} {shown(v)}" for k, v in values.items())
 
     def up_to(name: str) -> str:
-        largest, small = PRESETS_UP_TO.get(name, (0, {}))
-        return f" (up to {largest} px also {listed(small)})" if small else ""
+        if name not in PRESETS_BY_SIZE:
+            return ""
+        largest, small, large = PRESETS_BY_SIZE[name]
+        return f" (up to {largest} px also {listed(small)}; above {largest} px also {listed(large)})"
 
     recipes = "; ".join(f"{name}: {listed(values)}{up_to(name)}"
                         for name, values in PRESETS.items() if values)

@@ -52,6 +52,13 @@ def test_presets_fill_only_what_the_user_left_open(tmp_path: Path) -> None:
     up = json.loads((train_tiny(tmp_path / "e", 1, "--preset", "auto", "--rgb-layer", "up")
                      / "options.json").read_text())
     assert (up["rgb_layer"], up["g_fine_layers"], up["lr_d"]) == ("up", 0, 4e-4)
+    # above 64 px: D's coarse judge and G's bilinear last doubling instead, and the run generates
+    big = train_tiny(tmp_path / "f", 1, "--preset", "auto", "--resolution", "80")
+    large = json.loads((big / "options.json").read_text())
+    assert (large["d_coarse"], large["upsample_last"], large["g_fine_layers"], large["lr_d"]) == (
+        4, "blur", 0, 2e-4)
+    run("generate", big, 2, tmp_path / "f-fakes", "--quiet")
+    assert {Image.open(p).size for p in (tmp_path / "f-fakes").glob("*.png")} == {(80, 80)}
     classic = json.loads((train_tiny(tmp_path / "b", 1, "--preset", "classic", "--lr-d", "0.0004")
                           / "options.json").read_text())
     assert (classic["arch"], classic["loss"], classic["diffaug"], classic["ema"], classic["lr_d"]) == (
@@ -84,6 +91,21 @@ def test_small_data_adds_fine_layers_and_a_faster_d_up_to_64_px() -> None:
     # the preset's layers are left out there, where the user's own would be an error (test_spec)
     assert fine_and_lr_d(64, rgb_layer="up") == (0, 4e-4)
     assert fine_and_lr_d(64, arch="fastgan") == (0, 4e-4)
+
+
+def test_small_data_adds_a_coarse_judge_and_a_bilinear_last_doubling_above_64_px() -> None:
+    from dcgan.options import TrainOptions, apply_preset
+
+    def picked(resolution: int, **asked: object) -> tuple[int, str, int]:
+        o = apply_preset(TrainOptions(**asked, user_set=sorted(asked)), 10, resolution)  # type: ignore[arg-type]
+        return o.d_coarse, o.upsample_last, o.g_fine_layers
+
+    assert picked(64) == (0, "same", 2)  # blur cost recall at 64 px
+    assert picked(80) == picked(160) == picked(256) == (4, "blur", 0)  # measured at 160 px
+    assert picked(160, d_coarse=0, upsample_last="resize") == (0, "resize", 0)  # the user's values win
+    assert picked(160, arch="sngan") == (4, "blur", 0)  # the DCGAN family takes both
+    assert picked(160, arch="fastgan") == (0, "same", 0)  # FastGAN has neither: left out, not an error
+    assert apply_preset(TrainOptions(), 10**5, 160).d_coarse == 0  # classic is the 2018 recipe at any size
 
 
 def test_conditional_classes_are_generated_on_demand(tmp_path: Path) -> None:
