@@ -38,19 +38,11 @@ PRESET_OF = {"dcgan": "small-data", "fastgan": "few-shot"}
 def build(arch: str, size: int, batch: int, precision: str, compile_: bool, device: str,
           width: int | None) -> Trainer:
     """A Trainer for `arch` at `size` on random images, as `gancontrol.py training` would build it."""
-    from dcgan.options import TrainOptions
-    from dcgan.spec import settle
-    from dcgan.training.dataset import ImageSet
-    from dcgan.training.trainer import build_trainer
+    from bench.train_speed import random_trainer
 
-    n = max(batch * 4, 64)
-    pixels = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
-    data = ImageSet([Path("x")] * n, size, 3, pixels, [""], torch.zeros(n, dtype=torch.int64))
     widths = {"g_channels": width, "d_channels": width} if width else {}
-    opts = TrainOptions(training_images=".", steps=10, batch_size=batch, output_dir=".", resolution=size,
-                        precision=precision, device=device, preset=PRESET_OF[arch], arch=arch,
-                        compile=compile_, user_set=["arch", *widths], **widths)
-    return build_trainer(settle(opts.validate(), n, size, 3, data.class_names), data)
+    return random_trainer(size, batch, precision, PRESET_OF[arch], n=max(batch * 4, 64), device=device,
+                          compile_=compile_, recipe={"arch": arch, **widths})
 
 
 def measure(arch: str, size: int, batch: int, precision: str, compile_: bool, device: str, steps: int,

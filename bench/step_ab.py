@@ -41,18 +41,9 @@ def parse_recipe(text: str) -> dict[str, Any]:
 
 def step_seconds(recipe: dict[str, Any], preset: str, size: int, batch: int, precision: str,
                  steps: int) -> float:
-    from dcgan.options import TrainOptions
-    from dcgan.spec import settle
-    from dcgan.training.dataset import ImageSet
-    from dcgan.training.trainer import build_trainer
+    from bench.train_speed import random_trainer
 
-    n = max(4 * batch, 16)
-    pixels = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
-    data = ImageSet([Path("x")] * n, size, 3, pixels, [""], torch.zeros(n, dtype=torch.int64))
-    opts = TrainOptions(training_images=".", steps=steps + 1, batch_size=batch, output_dir=".",
-                        resolution=size, precision=precision, device="cpu", preset=preset,
-                        user_set=sorted(recipe), **recipe)
-    trainer = build_trainer(settle(opts.validate(), n, size, 3, data.class_names), data)
+    trainer = random_trainer(size, batch, precision, preset, n=max(4 * batch, 64), recipe=recipe)
     trainer.train_step()  # warm-up: first-call allocations and oneDNN's kernel choice
     times = []
     for _ in range(steps):

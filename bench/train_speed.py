@@ -31,8 +31,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from dcgan.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -108,18 +112,22 @@ def run_example(root: Path, epochs: int, batch: int, n: int) -> dict[str, float]
     return {"end_to_end": epochs * n / wall, "wall": wall, "cpu": cpu, "images": epochs * n}
 
 
-def build(size: int, batch: int, precision: str, preset: str) -> object:
-    """A Trainer on random uint8 images (the speed does not depend on their content)."""
+def random_trainer(size: int, batch: int, precision: str, preset: str, *, n: int = 398, device: str = "cpu",
+                   compile_: bool = False, recipe: dict[str, Any] | None = None) -> Trainer:
+    """A Trainer on `n` random uint8 images (the speed does not depend on their content), built as
+    `gancontrol.py training` builds it: `preset` fills in what `recipe` (options set as a user would)
+    leaves open. The bench scripts' one way to a trainer without a dataset."""
     from dcgan.options import TrainOptions
     from dcgan.spec import settle
     from dcgan.training.dataset import ImageSet
     from dcgan.training.trainer import build_trainer
 
-    n = 398
+    recipe = recipe or {}
     pixels = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8)
     data = ImageSet([Path("x")] * n, size, 3, pixels, [""], torch.zeros(n, dtype=torch.int64))
     opts = TrainOptions(training_images=".", steps=10, batch_size=batch, output_dir=".", resolution=size,
-                        precision=precision, device="cpu", preset=preset)
+                        precision=precision, device=device, preset=preset, compile=compile_,
+                        user_set=sorted(recipe), **recipe)
     return build_trainer(settle(opts.validate(), n, size, 3, data.class_names), data)
 
 
@@ -127,7 +135,7 @@ def step_flops(size: int, batch: int, precision: str, preset: str = "classic") -
     """FLOPs of one training cycle of our loop at `size` (counted, not estimated)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    trainer = build(size, batch, precision, preset)
+    trainer = random_trainer(size, batch, precision, preset)
     trainer.train_step()  # type: ignore[attr-defined]
     with FlopCounterMode(display=False) as counter:
         trainer.train_step()  # type: ignore[attr-defined]
@@ -291,7 +299,7 @@ def profile(args: argparse.Namespace) -> None:
 
     for preset in args.presets.split(","):
         batch = int(args.batches.split(",")[0])
-        trainer = build(64, batch, args.precision, preset)
+        trainer = random_trainer(64, batch, args.precision, preset)
         for _ in range(3):
             trainer.train_step()  # type: ignore[attr-defined]
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
