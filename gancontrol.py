@@ -18,7 +18,7 @@ from typing import Any, ClassVar, get_type_hints
 try:
     import click
 
-    from dcgan.cli import leave, user_errors
+    from dcgan.cli import DeviceName, leave, user_errors
     from dcgan.options import TrainOptions, base_type, load_yaml, merge_options, option_help
 except ModuleNotFoundError as err:  # started by a Python without the set-up: one line, not a traceback
     from dcgan.errors import exit_on_missing_dependency
@@ -28,8 +28,7 @@ except ModuleNotFoundError as err:  # started by a Python without the set-up: on
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 POSITIONAL = ("training_images", "steps", "batch_size", "output_dir")
 DERIVED = ("user_set",)
-CHOICES = { "device": ["auto", "cpu", "cuda"],
-           "precision": ["auto", "bf16", "fp32"]}
+CHOICES = {"precision": ["auto", "bf16", "fp32"]}
 
 
 class AliasedGroup(click.Group):
@@ -128,6 +127,8 @@ def train_options(func: Any) -> Any:
             func = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=text)(func)
         else:
             ptype = click.Choice(choices[f.name]) if f.name in choices else tp
+            if f.name == "device":
+                ptype = DeviceName()
             func = click.option(flag, f.name, type=ptype, default=None, help=text)(func)
     return func
 
@@ -219,7 +220,7 @@ def _report(result: Any) -> None:
 @click.option("--jpeg-quality", type=click.IntRange(1, 100), default=None,
               help="JPEG quality of the images (default: the training images' own).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=DeviceName(), default="auto", show_default=True)
 @click.option("--overwrite", is_flag=True,
               help="Write into a non-empty OUTPUT_DIR (files of the same name are replaced, others stay).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

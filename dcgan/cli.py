@@ -101,6 +101,23 @@ def leave(done: SystemExit) -> NoReturn:
     os._exit(code or 0)
 
 
+class DeviceName(click.ParamType):
+    """--device auto | cpu | cuda | cuda:N. A Choice cannot list every GPU index, and a multi-GPU
+    machine's user picks one by number."""
+
+    name = "auto|cpu|cuda|cuda:N"
+
+    def get_metavar(self, param: click.Parameter, ctx: click.Context | None = None) -> str:
+        return "[auto|cpu|cuda|cuda:N]"  # click would print the name upper-cased
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value).strip()
+        head, _, index = text.partition(":")
+        if text in ("auto", "cpu", "cuda") or (head == "cuda" and index.isdigit()):
+            return text
+        self.fail(f"{value!r}: choose auto, cpu, cuda or cuda:N (N a GPU's number, e.g. cuda:1)", param, ctx)
+
+
 def comma_list(value: str | None) -> list[str]:
     """Split `a,b , c` into ['a', 'b', 'c']; None or '' gives []."""
     return [v.strip() for v in (value or "").split(",") if v.strip()]

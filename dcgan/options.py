@@ -156,7 +156,7 @@ class TrainOptions:
     sample_every: int = opt(0, "steps between sample grids (0 = auto: about 20, at least 10 steps apart)", 0)
     checkpoint_every: int = opt(0, "steps between checkpoints (0 = STEPS/10, at least 10)", 0)
     keep_checkpoints: bool = opt(False, "keep every checkpoint instead of overwriting the latest")
-    device: str = opt("auto", "auto | cpu | cuda")
+    device: str = opt("auto", "auto | cpu | cuda | cuda:N")
     precision: str = opt("auto", "auto | bf16 | fp32 (auto: bf16 where the hardware is fast at it)")
     channels_last: bool = opt(True, "channels_last memory format (faster convolutions)")
     grid_size: int = opt(64, "images in each sample grid (fixed latents)", 1, 1024)
@@ -202,8 +202,9 @@ class TrainOptions:
         check(self.upsample in UPSAMPLING, "upsample", f"{self.upsample!r}: choose {' or '.join(UPSAMPLING)}")
         check(self.upsample_last == "same" or self.upsample_last in UPSAMPLING, "upsample_last",
               f"{self.upsample_last!r}: choose same, {', '.join(UPSAMPLING)}")
-        check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
-              f"{self.device!r}: choose auto, cpu or cuda")
+        check(self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
+                                                          and self.device[5:].isdigit()), "device",
+              f"{self.device!r}: choose auto, cpu, cuda or cuda:N")
         check(self.precision in ("auto", "bf16", "fp32"), "precision",
               f"{self.precision!r}: auto, bf16, fp32")
         self.check_ranges(name)

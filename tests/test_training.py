@@ -479,6 +479,18 @@ def test_device_cuda_without_gpu_is_a_clear_error(tmp_path: Path) -> None:
         pytest.skip("a GPU is present")
     msg = error_of("training", TRAINING_DATA, 1, 8, tmp_path / "c", *TINY, "--device", "cuda")
     assert "no CUDA GPU" in msg
+    # A GPU by number passes the command line (a multi-GPU user's choice) and meets the same check.
+    assert "--device cuda:1: no CUDA GPU" in error_of("training", TRAINING_DATA, 1, 8, tmp_path / "d", *TINY,
+                                                      "--device", "cuda:1")
+    assert "no CUDA GPU" in error_of("generate", tmp_path / "none.pt", 2, tmp_path / "g",
+                                     "--device", "cuda:0")
+
+
+def test_device_names_outside_auto_cpu_cuda_n_are_refused_by_name(tmp_path: Path) -> None:
+    for bad in ("gpu", "cuda:x", "cuda:"):
+        msg = error_of("training", TRAINING_DATA, 1, 8, tmp_path / "c", *TINY, "--device", bad)
+        assert f"'{bad}'" in msg and "cuda:N" in msg
+        assert not (tmp_path / "c").exists()
 
 
 def test_a_failed_start_leaves_output_dir_as_it_was(tmp_path: Path) -> None:
