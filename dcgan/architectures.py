@@ -23,7 +23,7 @@ def _dcgan(spec: RunSpec) -> Models:
     o = spec.options
     G = Generator(spec.resolution, o.z_dim, o.g_channels, spec.channels, spec.num_classes, o.upsample,
                   o.rgb_layer, o.noise, o.g_fine_layers, o.g_supersample, o.noise_per_image,
-                  o.sparse_noise, o.hair_noise, o.upsample_last)
+                  o.sparse_noise, o.hair_noise, o.upsample_last, o.upsample_last_count)
     return G, lambda: Discriminator(spec.resolution, o.d_channels, spec.channels, o.arch, spec.num_classes,
                                     o.mbstd, o.downsample, o.d_input, o.d_fine_layers, o.d_spectrum,
                                     o.d_coarse)

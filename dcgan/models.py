@@ -336,7 +336,7 @@ class Generator(LatentInput):
                  num_classes: int = 0, upsample: str = "transpose", rgb_layer: str = "up",
                  noise: bool = False, fine_layers: int = 0, supersample: bool = False,
                  noise_per_image: bool = False, sparse_noise: bool = False, hair_noise: bool = False,
-                 upsample_last: str = "same"):
+                 upsample_last: str = "same", upsample_last_count: int = 1):
         super().__init__()
         if rgb_layer not in RGB_LAYERS:
             raise ValueError(f"rgb_layer {rgb_layer!r}: choose from {', '.join(RGB_LAYERS)}")
@@ -371,9 +371,11 @@ class Generator(LatentInput):
         size = base
         layers: list[nn.Module] = [nn.ConvTranspose2d(z_dim, widths[0], base, 1, 0, bias=False),
                                    *norm(widths[0], size)]
-        for c_in, c_out in itertools.pairwise(widths):
+        doublings = list(itertools.pairwise(widths))  # the image's own doubling comes after these
+        for i, (c_in, c_out) in enumerate(doublings):
             size *= 2
-            layers += [*up(c_in, c_out), *norm(c_out, size)]
+            late = len(doublings) - i < upsample_last_count  # among the last `upsample_last_count`
+            layers += [*(last_up if late else up)(c_in, c_out), *norm(c_out, size)]
         if rgb_layer != "up":  # each output pixel then mixes both parities of the last upsampling
             half = max(1, widths[-1] // 2)
             full_noise = rgb_layer == "conv-noise"

@@ -79,8 +79,9 @@ class TrainOptions:
     arch: str = opt("dcgan", "dcgan | sngan (spectral norm on every D layer) | fastgan (few-shot G and D "
                     "after FastGAN: skip-layer excitation, GLU blocks, a full-resolution D that also "
                     "rebuilds the reals; --g-channels / --d-channels are its widths at 128 px; --upsample, "
-                    "--upsample-last, --rgb-layer, --g-fine-layers, --g-supersample, --noise-per-image, "
-                    "--sparse-noise, --hair-noise, --d-fine-layers, --downsample and --mbstd do not apply)")
+                    "--upsample-last(-count), --rgb-layer, --g-fine-layers, --g-supersample, "
+                    "--noise-per-image, --sparse-noise, --hair-noise, --d-fine-layers, --downsample and "
+                    "--mbstd do not apply)")
     upsample: str = opt("transpose", "how G doubles its maps: transpose (4x4 stride-2 transposed convs, "
                         "the DCGAN paper) | resize (nearest x2 + 3x3 conv: no checkerboard artifacts) | blur "
                         "(bilinear x2, i.e. StyleGAN2's [1,3,3,1] low-pass, + 3x3 conv)")
@@ -88,6 +89,11 @@ class TrainOptions:
                              "same (as --upsample) | transpose | resize | blur; blur there with resize "
                              "elsewhere keeps nearest's sharpness inside G but stops the last nearest "
                              "doubling from copying each half-size pixel to a 2x2 block (a 2-pixel lattice)")
+    upsample_last_count: int = opt(1, "how many of G's doublings, counted back from the image, "
+                                   "--upsample-last makes: 1 = only the last; 2 = the one before too "
+                                   "(at 160 px 40 -> 80 px, where a nearest doubling's 2x2 blocks reach a "
+                                   "ReLU as a checkerboard that the last doubling carries to the image); "
+                                   "more than G has = all", 1, 8)
     rgb_layer: str = opt("up", "G's output layer: up (its last upsampling makes RGB, the DCGAN paper) | conv "
                          "(a 3x3 conv at full size makes RGB from the last upsampling's features) | "
                          "conv-noise (the same, with per-pixel noise added to those features: a random "
@@ -395,7 +401,7 @@ PRESETS_BY_SIZE: dict[str, tuple[int, dict[str, Any], dict[str, Any]]] = {
 }
 
 # Size-bound values that only the DCGAN family's networks have: left out for --arch fastgan.
-DCGAN_ONLY = ("g_fine_layers", "d_coarse", "upsample_last")
+DCGAN_ONLY = ("g_fine_layers", "d_coarse", "upsample_last", "upsample_last_count")
 
 
 def preset_values(preset: str, resolution: int) -> dict[str, Any]:

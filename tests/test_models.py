@@ -226,6 +226,24 @@ def test_upsample_last_changes_only_the_doubling_that_makes_the_image(rgb_layer:
         Generator(32, upsample_last="nearest")
 
 
+@pytest.mark.parametrize("rgb_layer", ["up", "conv-noise"])
+def test_upsample_last_count_reaches_back_from_the_image(rgb_layer: str) -> None:
+    # `--upsample-last-count 2`: the doubling before the image's is bilinear too (at 160 px 40 -> 80),
+    # counted from the image whichever layer makes it; more than G has makes them all; same keys.
+    def kinds(count: int) -> list[str]:
+        G = Generator(32, 16, 8, 3, upsample="resize", rgb_layer=rgb_layer, upsample_last="blur",
+                      upsample_last_count=count)
+        assert G(torch.randn(2, G.latent_dim)).shape == (2, 3, 32, 32)  # conv-noise: z holds the noise map
+        assert G.state_dict().keys() == Generator(32, 16, 8, 3, upsample="resize",
+                                                  rgb_layer=rgb_layer).state_dict().keys()
+        return ["blur" if isinstance(m, nn.Upsample) else "nearest" for m in G.main
+                if isinstance(m, (nn.Upsample, NearestUpConv2d))]
+
+    assert kinds(1) == ["nearest", "nearest", "blur"]
+    assert kinds(2) == ["nearest", "blur", "blur"]
+    assert kinds(3) == kinds(8) == ["blur"] * 3
+
+
 def test_blur_downsampling_low_passes_before_each_strided_conv() -> None:
     # `--downsample blur`: a 2-pixel checkerboard, which a stride-2 conv aliases onto a flat map,
     # is removed by the [1,3,3,1] low-pass (its response at Nyquist is 0) while a flat image passes.

@@ -15,7 +15,7 @@ from tests.conftest import TRAINING_DATA
 # One out-of-range (or unknown) value per option of `gancontrol.py training`.
 BAD = {
     "steps": "0", "batch_size": "0", "resolution": "8", "z_dim": "0", "g_channels": "0", "d_channels": "0",
-    "arch": "resnet", "upsample": "bilinear", "upsample_last": "nearest",
+    "arch": "resnet", "upsample": "bilinear", "upsample_last": "nearest", "upsample_last_count": "0",
     "downsample": "max", "rgb_layer": "tanh",
     "d_input": "edges", "d_coarse": "3", "g_fine_layers": "9", "ada_target": "1", "ada_kimg": "0",
     "d_fine_layers": "-1",
