@@ -126,9 +126,8 @@ def train_options(func: Any) -> Any:
         if tp is bool:
             func = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None, help=text)(func)
         else:
-            ptype = click.Choice(choices[f.name]) if f.name in choices else tp
-            if f.name == "device":
-                ptype = DeviceName()
+            ptype = (DeviceName() if f.name == "device" else
+                     click.Choice(choices[f.name]) if f.name in choices else tp)
             func = click.option(flag, f.name, type=ptype, default=None, help=text)(func)
     return func
 

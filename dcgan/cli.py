@@ -15,6 +15,7 @@ import click
 
 from .errors import UserError, missing_dependency
 from .files import is_disk_full, write_json
+from .options import is_device_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,8 +113,7 @@ class DeviceName(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip()
-        head, _, index = text.partition(":")
-        if text in ("auto", "cpu", "cuda") or (head == "cuda" and index.isdigit()):
+        if is_device_name(text):
             return text
         self.fail(f"{value!r}: choose auto, cpu, cuda or cuda:N (N a GPU's number, e.g. cuda:1)", param, ctx)
 

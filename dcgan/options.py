@@ -22,6 +22,12 @@ from .errors import UserError
 from .names import ARCH_NAMES, GRADIENT_PENALTY_NAMES, LOSS_NAMES
 
 
+def is_device_name(name: str) -> bool:
+    """auto | cpu | cuda | cuda:N: the one rule for --device, on the command line and in a YAML file."""
+    head, colon, index = name.partition(":")
+    return name in ("auto", "cpu", "cuda") or (head == "cuda" and bool(colon) and index.isdigit())
+
+
 def opt(default: Any, help: str, low: float | None = None, high: float | None = None,
         low_open: bool = False, high_open: bool = False) -> Any:
     """A dataclass field with a help text and, for numbers, its allowed range.
@@ -208,9 +214,7 @@ class TrainOptions:
         check(self.upsample in UPSAMPLING, "upsample", f"{self.upsample!r}: choose {' or '.join(UPSAMPLING)}")
         check(self.upsample_last == "same" or self.upsample_last in UPSAMPLING, "upsample_last",
               f"{self.upsample_last!r}: choose same, {', '.join(UPSAMPLING)}")
-        check(self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
-                                                          and self.device[5:].isdigit()), "device",
-              f"{self.device!r}: choose auto, cpu, cuda or cuda:N")
+        check(is_device_name(self.device), "device", f"{self.device!r}: choose auto, cpu, cuda or cuda:N")
         check(self.precision in ("auto", "bf16", "fp32"), "precision",
               f"{self.precision!r}: auto, bf16, fp32")
         self.check_ranges(name)
